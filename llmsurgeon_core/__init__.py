@@ -1,0 +1,60 @@
+"""llmsurgeon: estimate a language model's pretraining data mixture from its samples."""
+
+from __future__ import annotations
+
+from .components import (
+    Classifier,
+    ComponentOptions,
+    GeneratedText,
+    SampleRequest,
+    Sampler,
+    SolveResult,
+    Solver,
+)
+from .corpus import ReferenceCorpus, build_reference_corpus, chunk_text, iter_domain_chunks
+from .errors import (
+    CalibrationError,
+    ConfigError,
+    InvalidInputError,
+    LlmsurgeonError,
+    PluginError,
+    RunDirectoryError,
+    TaxonomyError,
+)
+from .hookspecs import hookimpl
+from .paths import cache_dir
+from .registry import Registry, load_registry
+from .taxonomy import Domain, Recipe, Taxonomy, load_taxonomy_file, resolve_taxonomy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CalibrationError",
+    "Classifier",
+    "ComponentOptions",
+    "ConfigError",
+    "Domain",
+    "GeneratedText",
+    "InvalidInputError",
+    "LlmsurgeonError",
+    "PluginError",
+    "Recipe",
+    "ReferenceCorpus",
+    "Registry",
+    "RunDirectoryError",
+    "SampleRequest",
+    "Sampler",
+    "SolveResult",
+    "Solver",
+    "Taxonomy",
+    "TaxonomyError",
+    "__version__",
+    "build_reference_corpus",
+    "cache_dir",
+    "chunk_text",
+    "hookimpl",
+    "iter_domain_chunks",
+    "load_registry",
+    "load_taxonomy_file",
+    "resolve_taxonomy",
+]

@@ -1,0 +1,158 @@
+"""Interfaces that sampler, classifier and solver plugins implement.
+
+A component is a class with a nested pydantic ``Options`` model. The host
+validates the ``options`` mapping of the config against it and passes the
+validated model to the constructor, so a component never sees unchecked input.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Classifier",
+    "ComponentOptions",
+    "GeneratedText",
+    "SampleRequest",
+    "Sampler",
+    "SolveResult",
+    "Solver",
+]
+
+
+class ComponentOptions(BaseModel):
+    """Base of every component's options: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One batch of samples to generate.
+
+    ``indices`` are the run-wide sample numbers. A sampler derives its random
+    state from ``seed`` and ``indices[0]`` only, so a batch regenerated after a
+    crash is identical to the one that was lost.
+    """
+
+    indices: Sequence[int]
+    seed: int
+
+
+@dataclass
+class GeneratedText:
+    """A sample as the sampler returns it, before the run numbers it."""
+
+    prompt: str
+    text: str
+    n_tokens: int
+    finish_reason: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Sampler(abc.ABC):
+    """Draws texts from a target model.
+
+    Implementations generate ancestrally at temperature 1 with no top-k or
+    top-p truncation unless their options ask for it.
+    """
+
+    Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+
+    def __init__(self, options: ComponentOptions) -> None:
+        self.options = options
+
+    @property
+    @abc.abstractmethod
+    def n_samples(self) -> int:
+        """Number of samples the audit should hold when sampling is done."""
+
+    @property
+    def batch_size(self) -> int:
+        """Number of samples requested from :meth:`generate` at a time."""
+        return 16
+
+    def prepare(self, cache_dir: Path) -> None:
+        """Load the model, building whatever it needs under ``cache_dir``."""
+
+    @abc.abstractmethod
+    def generate(self, request: SampleRequest) -> list[GeneratedText]:
+        """Return one ``GeneratedText`` per index of ``request``, in order."""
+
+    def protocol(self) -> dict[str, Any]:
+        """Return the sampling protocol recorded in the run manifest."""
+        return self.options.model_dump(mode="json")
+
+
+class Classifier(abc.ABC):
+    """A probabilistic domain classifier with a scikit-learn style API.
+
+    ``__init__`` only stores options; ``fit`` learns and returns ``self``.
+    """
+
+    Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+
+    def __init__(self, options: ComponentOptions) -> None:
+        self.options = options
+
+    @abc.abstractmethod
+    def fit(self, texts: Sequence[str], labels: np.ndarray, n_classes: int) -> "Classifier":
+        """Fit on ``texts`` with integer ``labels`` in ``[0, n_classes)``."""
+
+    @abc.abstractmethod
+    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
+        """Return an ``(n_texts, n_classes)`` array whose rows sum to 1."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the fitted classifier into the empty ``directory``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory: Path, options: ComponentOptions) -> "Classifier":
+        """Read a classifier that :meth:`save` wrote."""
+
+
+@dataclass
+class SolveResult:
+    """A mixture estimate on the simplex and the solver's own diagnostics."""
+
+    mixture: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Solver(abc.ABC):
+    """Estimates the mixture ``pi`` from ``p_bar ≈ confusion.T @ pi``."""
+
+    Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+
+    def __init__(self, options: ComponentOptions) -> None:
+        self.options = options
+
+    @abc.abstractmethod
+    def solve(
+        self,
+        confusion: np.ndarray,
+        sample_probs: np.ndarray,
+        reference_priors: np.ndarray,
+    ) -> SolveResult:
+        """Estimate the mixture of the target samples.
+
+        Args:
+            confusion: ``(K, K)`` row-stochastic soft confusion matrix; row ``i``
+                is the mean out-of-fold predicted distribution of domain ``i``.
+            sample_probs: ``(n, K)`` predicted probabilities of the target
+                samples; their column mean is ``p_bar``.
+            reference_priors: ``(K,)`` domain shares of the reference corpus the
+                classifier was trained on, for likelihood-based solvers.
+
+        Returns:
+            A ``SolveResult`` whose ``mixture`` is non-negative and sums to 1.
+        """
