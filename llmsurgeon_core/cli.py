@@ -1,0 +1,284 @@
+"""The ``llmsurgeon`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import InvalidInputError, LlmsurgeonError
+
+logger = logging.getLogger(__name__)
+
+_CONFIG_ARGUMENT = click.argument(
+    "config", required=False, type=click.Path(dir_okay=False, path_type=Path)
+)
+_SET_OPTION = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set sampler.options.n_samples=500.",
+)
+_RUN_DIR_OPTION = click.option(
+    "--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Override run_dir."
+)
+
+
+class _Group(click.Group):
+    """Turns library errors into one-line messages and exit codes 2 or 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LlmsurgeonError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(2 if isinstance(error, InvalidInputError) else 1)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="llmsurgeon-core")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Estimate a language model's pretraining data mixture from its samples."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _run(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None):
+    from .config import load_config
+    from .pipeline import Run, check_run
+
+    all_overrides = list(overrides)
+    if run_dir is not None:
+        all_overrides.append(f"run_dir={run_dir}")
+    run = Run(load_config(config, all_overrides))
+    check_run(run)
+    return run
+
+
+def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
+    truth = result["truth"]
+    header = f"{'domain':<16}{'estimate':>10}{'interval':>16}{'naive':>9}"
+    if truth:
+        header += f"{'known':>9}"
+    click.echo(header)
+    for domain in result["domains"]:
+        interval = (result["interval"] or {}).get(domain)
+        shown = f"{100 * interval[0]:.1f}–{100 * interval[1]:.1f}" if interval else "-"
+        line = (
+            f"{domain:<16}{100 * result['estimate'][domain]:>9.1f}%{shown:>16}"
+            f"{100 * result['naive'][domain]:>8.1f}%"
+        )
+        if truth:
+            line += f"{100 * truth[domain]:>8.1f}%"
+        click.echo(line)
+    if result["metrics"]:
+        click.echo(
+            f"overlap accuracy: estimate {result['metrics']['overlap_accuracy']:.3f}, "
+            f"naive {result['naive_metrics']['overlap_accuracy']:.3f}"
+        )
+    generation = result["diagnostics"].get("generation")
+    if generation:
+        click.echo(
+            "overlap with the mixture the target actually generated (its domain tags): "
+            f"{generation['overlap_accuracy']:.3f}"
+        )
+    click.echo(f"report: {run_dir / 'report.md'}", err=True)
+
+
+@cli.command()
+@_CONFIG_ARGUMENT
+@_SET_OPTION
+@_RUN_DIR_OPTION
+def audit(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
+    """Calibrate, sample, classify and solve; with no CONFIG, run the demo audit."""
+    run = _run(config, overrides, run_dir)
+    with run.locked():
+        result = run.audit()
+    _print_summary(result, run.run_dir)
+
+
+@cli.command()
+@_CONFIG_ARGUMENT
+@_SET_OPTION
+@_RUN_DIR_OPTION
+def calibrate(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
+    """Fit the classifier and its out-of-fold confusion matrix."""
+    run = _run(config, overrides, run_dir)
+    with run.locked():
+        calibration = run.calibrate()
+    click.echo(f"out-of-fold accuracy {calibration.accuracy:.3f}", err=True)
+    click.echo(str(run.config.calibration or run.run_dir / "calibration"))
+
+
+@cli.command()
+@_CONFIG_ARGUMENT
+@_SET_OPTION
+@_RUN_DIR_OPTION
+def sample(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
+    """Draw samples from the target model into samples.jsonl, resuming if interrupted."""
+    run = _run(config, overrides, run_dir)
+    with run.locked():
+        records = run.sample()
+    click.echo(f"{len(records)} samples in {run.run_dir / 'samples.jsonl'}", err=True)
+
+
+@cli.command()
+@_CONFIG_ARGUMENT
+@_SET_OPTION
+@_RUN_DIR_OPTION
+def estimate(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
+    """Classify the samples and solve for the mixture."""
+    run = _run(config, overrides, run_dir)
+    with run.locked():
+        result = run.estimate()
+    _print_summary(result, run.run_dir)
+
+
+@cli.command()
+@click.argument("result_path", metavar="RESULT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--truth", required=True, help="A recipe of the result's taxonomy, or a JSON/YAML file.")
+def evaluate(result_path: Path, truth: str) -> None:
+    """Compare a result.json with a known mixture."""
+    from .evaluation import evaluate_result
+
+    click.echo(json.dumps(evaluate_result(result_path, truth), indent=2))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins, their components and load errors."""
+    from .registry import default_registry
+
+    registry = default_registry()
+    infos = [p.to_json() for p in registry.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    if not infos:
+        click.echo("no plugins installed")
+    for info in infos:
+        click.echo(f"{info['name']} ({info['distribution']} {info['version']})")
+        for kind, names in sorted(info["components"].items()):
+            click.echo(f"  {kind}: {', '.join(names)}")
+        for error in info["errors"]:
+            click.echo(f"  error: {error}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def taxonomies(as_json: bool) -> None:
+    """List registered taxonomies."""
+    from .registry import default_registry
+    from .taxonomy import resolve_taxonomy
+
+    registry = default_registry()
+    rows = []
+    for name in registry.names("taxonomy"):
+        taxonomy = resolve_taxonomy(name, registry)
+        rows.append(
+            {
+                "name": name,
+                "plugin": registry.get("taxonomy", name).plugin,
+                "domains": taxonomy.domain_ids,
+                "recipes": sorted(taxonomy.recipes),
+                "description": taxonomy.description,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<20}{len(row['domains']):>3} domains  {row['description']}")
+
+
+@cli.group()
+def taxonomy() -> None:
+    """Inspect and check taxonomies."""
+
+
+@taxonomy.command("show")
+@click.argument("name")
+def taxonomy_show(name: str) -> None:
+    """Show a taxonomy's domain tree and known mixtures."""
+    from .taxonomy import resolve_taxonomy
+
+    click.echo(render_taxonomy(resolve_taxonomy(name)))
+
+
+@taxonomy.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def taxonomy_validate(path: Path) -> None:
+    """Check a taxonomy file."""
+    from .taxonomy import load_taxonomy_file
+
+    loaded = load_taxonomy_file(path)
+    click.echo(f"{path}: valid taxonomy {loaded.name!r} with {len(loaded.domains)} domains")
+
+
+def render_taxonomy(loaded: Any) -> str:
+    lines = [f"{loaded.name}: {loaded.description}".rstrip(": "), ""]
+    children: dict[str | None, list[Any]] = {}
+    for domain in loaded.domains:
+        children.setdefault(domain.parent, []).append(domain)
+
+    def walk(parent: str | None, depth: int) -> None:
+        for domain in children.get(parent, []):
+            lines.append(f"{'  ' * depth}- {domain.id}: {domain.description}")
+            walk(domain.id, depth + 1)
+
+    walk(None, 0)
+    for name, recipe in sorted(loaded.recipes.items()):
+        lines += ["", f"recipe {name}: {recipe.description}".rstrip(": ")]
+        if recipe.source:
+            lines.append(f"  source: {recipe.source}")
+        for domain, share in zip(loaded.domain_ids, loaded.recipe_vector(name)):
+            lines.append(f"  {domain:<20}{100 * share:6.2f}%")
+    return "\n".join(lines)
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the config format."""
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config, with every installed plugin's options."""
+    from .registry import default_registry
+    from .schema import config_json_schema
+
+    click.echo(json.dumps(config_json_schema(default_registry()), indent=2))
+
+
+@config.command("demo")
+def config_demo() -> None:
+    """Print the embedded demo config, a starting point for your own."""
+    from .config import demo_config_text
+
+    click.echo(demo_config_text(), nl=False)
+
+
+def main() -> None:
+    """Entry point of the console script: add plugin commands, then run."""
+    from .registry import default_registry
+
+    try:
+        registry = default_registry()
+        for impl in registry.plugin_manager.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(cli=cli)
+            except Exception as error:  # one broken plugin must not break the CLI
+                registry.plugins[impl.plugin_name].errors.append(
+                    f"register_commands raised {type(error).__name__}: {error}"
+                )
+    except LlmsurgeonError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2 if isinstance(error, InvalidInputError) else 1)
+    cli()

@@ -1,0 +1,152 @@
+"""``result.json``, the Markdown report and the bar chart of a run."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .estimation import Estimate
+from .metrics import compare_mixtures
+from .storage import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+__all__ = ["RESULT_SCHEMA_VERSION", "build_result", "render_markdown", "write_report"]
+
+RESULT_SCHEMA_VERSION = 1
+
+
+def _by_domain(domains: list[str], values: np.ndarray) -> dict[str, Any]:
+    return {domain: float(value) for domain, value in zip(domains, values)}
+
+
+def build_result(
+    *,
+    taxonomy: str,
+    domains: list[str],
+    estimate: Estimate,
+    interval_level: float,
+    solver: str,
+    classifier: str,
+    sampler: str,
+    n_samples: int,
+    truth: np.ndarray | None,
+) -> dict[str, Any]:
+    """Return the ``result.json`` mapping, every mapping in taxonomy order."""
+    interval = None
+    if estimate.interval is not None:
+        interval = {d: [float(lo), float(hi)] for d, (lo, hi) in zip(domains, estimate.interval)}
+    metrics = naive_metrics = None
+    if truth is not None:
+        metrics = compare_mixtures(estimate.mixture, truth)
+        naive_metrics = compare_mixtures(estimate.naive, truth)
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "taxonomy": taxonomy,
+        "domains": list(domains),
+        "estimate": _by_domain(domains, estimate.mixture),
+        "interval": interval,
+        "interval_level": interval_level,
+        "naive": _by_domain(domains, estimate.naive),
+        "solver": solver,
+        "classifier": classifier,
+        "sampler": sampler,
+        "n_samples": n_samples,
+        "diagnostics": estimate.diagnostics,
+        "truth": None if truth is None else _by_domain(domains, truth),
+        "metrics": metrics,
+        "naive_metrics": naive_metrics,
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Render a run's result as a Markdown report."""
+    domains = result["domains"]
+    truth = result["truth"] or {}
+    interval = result["interval"] or {}
+    level = round(100 * result["interval_level"])
+    lines = [
+        f"# Mixture audit: {result['taxonomy']}",
+        "",
+        f"{result['n_samples']} samples from sampler `{result['sampler']}`, classifier "
+        f"`{result['classifier']}`, solver `{result['solver']}`.",
+        "",
+        f"| domain | estimate % | {level}% interval | naive % | known % |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for domain in domains:
+        bounds = interval.get(domain)
+        shown = f"{_percent(bounds[0])}–{_percent(bounds[1])}" if bounds else ""
+        lines.append(
+            f"| {domain} | {_percent(result['estimate'][domain])} | {shown} | "
+            f"{_percent(result['naive'][domain])} | {_percent(truth.get(domain))} |"
+        )
+    if result["metrics"]:
+        lines += ["", "| metric | estimate | naive |", "| --- | ---: | ---: |"]
+        for key, value in result["metrics"].items():
+            lines.append(f"| {key} | {value:.4f} | {result['naive_metrics'][key]:.4f} |")
+    diagnostics = result["diagnostics"]
+    lines += ["", "## Diagnostics", ""]
+    condition = diagnostics.get("condition_number")
+    lines.append(f"- condition number of C: {condition:.2f}" if condition else
+                 "- C is singular: some domains cannot be told apart")
+    lines.append(f"- residual ‖Cᵀπ − p̄‖: {diagnostics['residual_norm']:.4g}")
+    lines.append(f"- out-of-fold accuracy on reference text: {diagnostics['reference_accuracy']:.3f}")
+    for pair in diagnostics.get("confused_pairs", []):
+        first, second = pair["domains"]
+        lines.append(
+            f"- {first} and {second} are confused ({pair['confusion']:.2f}); "
+            "consider merging them"
+        )
+    generation = diagnostics.get("generation")
+    if generation:
+        lines.append(
+            f"- the target's own domain tags give the generated mixture; overlap of the "
+            f"estimate with it: {generation['overlap_accuracy']:.4f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(result: dict[str, Any]) -> bytes:
+    """Draw estimate, intervals, naive baseline and known mixture as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    domains = result["domains"]
+    x = np.arange(len(domains))
+    series = [("estimate", result["estimate"]), ("naive", result["naive"])]
+    if result["truth"]:
+        series.append(("known", result["truth"]))
+    width = 0.8 / len(series)
+    figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(domains) + 2), 4), dpi=120)
+    for offset, (label, values) in enumerate(series):
+        heights = np.array([values[d] for d in domains])
+        positions = x + (offset - (len(series) - 1) / 2) * width
+        error = None
+        if label == "estimate" and result["interval"]:
+            bounds = np.array([result["interval"][d] for d in domains])
+            error = np.vstack([heights - bounds[:, 0], bounds[:, 1] - heights]).clip(0)
+        axes.bar(positions, heights, width, label=label, yerr=error, capsize=3)
+    axes.set_xticks(x, domains, rotation=30, ha="right")
+    axes.set_ylabel("share of training data")
+    axes.set_title(f"{result['taxonomy']}: estimated mixture")
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_report(run_dir: Path, result: dict[str, Any]) -> None:
+    """Write ``result.json``, ``report.md`` and ``mixture.png`` into ``run_dir``."""
+    atomic_write_json(run_dir / "result.json", result)
+    atomic_write_text(run_dir / "report.md", render_markdown(result))
+    atomic_write_bytes(run_dir / "mixture.png", render_chart(result))

@@ -1,0 +1,100 @@
+"""Append-only, resumable sample files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .components import SampleRequest, Sampler
+from .errors import RunDirectoryError
+
+__all__ = ["append_samples", "draw_samples", "read_samples"]
+
+logger = logging.getLogger(__name__)
+
+
+def read_samples(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Read ``samples.jsonl``.
+
+    A crash can leave a torn last line (one without its newline). With
+    ``repair`` it is cut off, because it was never a complete sample; without,
+    it is ignored. Any other malformed line is an error, and nothing is changed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete_end = data.rfind(b"\n") + 1
+    records = []
+    for number, line in enumerate(data[:complete_end].splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise RunDirectoryError(
+                f"{str(path)!r} line {number} is not valid JSON; fix or remove that line"
+            ) from None
+        if not isinstance(record, dict) or record.get("id") != len(records):
+            raise RunDirectoryError(
+                f"{str(path)!r} line {number} should hold sample id {len(records)}; "
+                "the file was edited or written by two runs at once"
+            )
+        records.append(record)
+    if complete_end < len(data) and repair:
+        logger.warning("cutting a torn last line from %s", path)
+        with open(path, "r+b") as handle:
+            handle.truncate(complete_end)
+            os.fsync(handle.fileno())
+    return records
+
+
+def append_samples(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append records as JSON lines with one write, then flush them to disk."""
+    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def draw_samples(
+    sampler: Sampler,
+    path: Path,
+    seed: int,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Draw samples until ``path`` holds ``sampler.n_samples`` of them.
+
+    Batches start at multiples of ``sampler.batch_size``. After a crash the
+    batch in progress is generated again from the same seed, and only the
+    samples missing from the file are appended, so no sample is lost or
+    duplicated.
+
+    Args:
+        on_batch: called with the number of new samples and their token count.
+    """
+    records = read_samples(path, repair=True)
+    target = sampler.n_samples
+    batch_size = max(1, sampler.batch_size)
+    start = len(records) - len(records) % batch_size
+    for batch_start in range(start, target, batch_size):
+        indices = list(range(batch_start, min(batch_start + batch_size, target)))
+        generated = sampler.generate(SampleRequest(indices=indices, seed=seed))
+        if len(generated) != len(indices):
+            raise RuntimeError(
+                f"sampler returned {len(generated)} samples for a batch of {len(indices)}"
+            )
+        fresh = [
+            {"id": index, **asdict(sample)}
+            for index, sample in zip(indices, generated)
+            if index >= len(records)
+        ]
+        append_samples(path, fresh)
+        records.extend(fresh)
+        if on_batch is not None:
+            on_batch(len(fresh), sum(r["n_tokens"] for r in fresh))
+    return records[:target] if len(records) > target else records

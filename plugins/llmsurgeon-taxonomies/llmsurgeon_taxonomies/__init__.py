@@ -1,0 +1,1 @@
+"""The taxonomy YAML files that ship with llmsurgeon."""
