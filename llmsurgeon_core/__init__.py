@@ -6,10 +6,10 @@ from .components import (
     Classifier,
     ComponentOptions,
     GeneratedText,
-    SampleRequest,
     Sampler,
-    SolveResult,
+    SampleRequest,
     Solver,
+    SolveResult,
 )
 from .corpus import ReferenceCorpus, build_reference_corpus, chunk_text, iter_domain_chunks
 from .errors import (

@@ -97,9 +97,7 @@ class Calibration:
         """Write the calibration as one directory, replacing ``directory`` atomically."""
         with atomic_directory(directory) as staging:
             self.classifier.save(_make_dir(staging / "classifier"))
-            np.savez(
-                staging / "predictions.npz", oof_probs=self.oof_probs, labels=self.labels
-            )
+            np.savez(staging / "predictions.npz", oof_probs=self.oof_probs, labels=self.labels)
             summary = {
                 "format": CALIBRATION_FORMAT,
                 "domains": self.domains,
@@ -111,7 +109,9 @@ class Calibration:
             (staging / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: Path, load_classifier: Callable[[str, Path], Classifier]) -> Calibration:
+    def load(
+        cls, directory: Path, load_classifier: Callable[[str, Path], Classifier]
+    ) -> Calibration:
         """Read a calibration directory.
 
         Args:
@@ -179,5 +179,7 @@ def fit_calibration(
         classifier=classifier,
         metadata=metadata,
     )
-    logger.info("out-of-fold accuracy %.3f on %d reference chunks", calibration.accuracy, len(corpus.labels))
+    logger.info(
+        "out-of-fold accuracy %.3f on %d reference chunks", calibration.accuracy, len(corpus.labels)
+    )
     return calibration

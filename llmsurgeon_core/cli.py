@@ -142,7 +142,9 @@ def estimate(config: Path | None, overrides: tuple[str, ...], run_dir: Path | No
 
 @cli.command()
 @click.argument("result_path", metavar="RESULT", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--truth", required=True, help="A recipe of the result's taxonomy, or a JSON/YAML file.")
+@click.option(
+    "--truth", required=True, help="A recipe of the result's taxonomy, or a JSON/YAML file."
+)
 def evaluate(result_path: Path, truth: str) -> None:
     """Compare a result.json with a known mixture."""
     from .evaluation import evaluate_result

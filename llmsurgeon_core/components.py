@@ -103,7 +103,7 @@ class Classifier(abc.ABC):
         self.options = options
 
     @abc.abstractmethod
-    def fit(self, texts: Sequence[str], labels: np.ndarray, n_classes: int) -> "Classifier":
+    def fit(self, texts: Sequence[str], labels: np.ndarray, n_classes: int) -> Classifier:
         """Fit on ``texts`` with integer ``labels`` in ``[0, n_classes)``."""
 
     @abc.abstractmethod
@@ -116,7 +116,7 @@ class Classifier(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def load(cls, directory: Path, options: ComponentOptions) -> "Classifier":
+    def load(cls, directory: Path, options: ComponentOptions) -> Classifier:
         """Read a classifier that :meth:`save` wrote."""
 
 

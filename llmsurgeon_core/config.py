@@ -107,7 +107,9 @@ def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str
     return None
 
 
-def format_validation_error(error: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+def format_validation_error(
+    error: ValidationError, model: type[BaseModel], prefix: str = ""
+) -> str:
     """Render the first error of ``error`` as one line naming the key and what is allowed."""
     first = error.errors()[0]
     location = tuple(first["loc"])
@@ -143,7 +145,9 @@ def parse_config_text(text: str, suffix: str, label: str) -> dict[str, Any]:
             raise ConfigError(f"config file {label!r} must end in .yaml, .yml or .toml")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         detail = " ".join(str(error).split())
-        raise ConfigError(f"config file {label!r} is not valid {suffix[1:].upper()}: {detail}")
+        raise ConfigError(
+            f"config file {label!r} is not valid {suffix[1:].upper()}: {detail}"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -156,8 +160,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     for override in overrides:
         key, separator, value_text = override.partition("=")
         if not separator or not key.strip():
-            raise ConfigError(f"invalid override {override!r}; expected KEY=VALUE, for example "
-                              "sampler.options.n_samples=500")
+            raise ConfigError(
+                f"invalid override {override!r}; expected KEY=VALUE, for example "
+                "sampler.options.n_samples=500"
+            )
         try:
             value = yaml.safe_load(value_text) if value_text.strip() else ""
         except yaml.YAMLError:

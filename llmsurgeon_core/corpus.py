@@ -143,8 +143,7 @@ def _distribution_documents(source: DistributionSource) -> list[Document]:
     files = sorted(str(f) for f in distribution.files or [])
     matched = [f for f in files if fnmatch.fnmatch(f, source.glob)]
     return [
-        Document(f, lambda f=f: _read_text_file(Path(distribution.locate_file(f))))
-        for f in matched
+        Document(f, lambda f=f: _read_text_file(Path(distribution.locate_file(f)))) for f in matched
     ]
 
 

@@ -68,9 +68,7 @@ def bootstrap_intervals(
     for b in range(n_resamples):
         probs = sample_probs[rng.integers(0, len(sample_probs), len(sample_probs))]
         rows = np.concatenate([rng.choice(ix, len(ix)) for ix in by_domain if len(ix)])
-        confusion = soft_confusion(
-            calibration.oof_probs[rows], calibration.labels[rows], n_classes
-        )
+        confusion = soft_confusion(calibration.oof_probs[rows], calibration.labels[rows], n_classes)
         result = solver.solve(confusion, probs, calibration.priors)
         estimates[b] = _check_solution(result.mixture, type(solver).__name__)
         if on_resample is not None:

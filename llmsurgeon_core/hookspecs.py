@@ -70,7 +70,7 @@ def register_taxonomies(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
-def register_commands(cli: "click.Group") -> None:
+def register_commands(cli: click.Group) -> None:
     """Add commands to the ``llmsurgeon`` command line.
 
     Decorate functions with ``@cli.command()`` to add them. Called once, when

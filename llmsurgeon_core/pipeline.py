@@ -203,12 +203,19 @@ class Run:
             "taxonomy": self.taxonomy.name,
             "corpus_digest": corpus.digest(),
             "reference": reference.model_dump(mode="json"),
-            "classifier": {"name": self.config.classifier.name, "options": options.model_dump(mode="json")},
+            "classifier": {
+                "name": self.config.classifier.name,
+                "options": options.model_dump(mode="json"),
+            },
             "mode": "reference",
         }
         with tqdm(total=reference.folds + 1, desc="calibrate", unit="fit") as bar:
             calibration = fit_calibration(
-                self.make_classifier, corpus, reference.folds, reference.seed, metadata_,
+                self.make_classifier,
+                corpus,
+                reference.folds,
+                reference.seed,
+                metadata_,
                 on_step=lambda _: bar.update(),
             )
         calibration.save(directory)
@@ -228,7 +235,8 @@ class Run:
             stored = json.loads(sampling_path.read_text())
             if stored["sampler"] != self.config.sampler.name or stored["options"] != protocol_key:
                 changed = sorted(
-                    k for k in set(stored["options"]) | set(protocol_key)
+                    k
+                    for k in set(stored["options"]) | set(protocol_key)
                     if stored["options"].get(k) != protocol_key.get(k)
                 )
                 raise RunDirectoryError(
@@ -243,11 +251,15 @@ class Run:
         sampler.prepare(cache_dir())
         atomic_write_json(
             sampling_path,
-            {"sampler": self.config.sampler.name, "options": protocol_key,
-             "protocol": sampler.protocol()},
+            {
+                "sampler": self.config.sampler.name,
+                "options": protocol_key,
+                "protocol": sampler.protocol(),
+            },
         )
         seed = int(getattr(sampler.options, "seed", 0))
         with tqdm(total=sampler.n_samples, initial=existing, desc="sample", unit="sample") as bar:
+
             def on_batch(count: int, tokens: int) -> None:
                 bar.update(count)
                 bar.set_postfix(tokens=tokens)
@@ -268,7 +280,10 @@ class Run:
                     return cached["probs"]
         texts = [r["text"] for r in records]
         batches = [texts[i : i + 256] for i in range(0, len(texts), 256)]
-        probs = [calibration.classifier.predict_proba(b) for b in tqdm(batches, desc="classify", unit="batch")]
+        probs = [
+            calibration.classifier.predict_proba(b)
+            for b in tqdm(batches, desc="classify", unit="batch")
+        ]
         result = np.vstack(probs) if probs else np.zeros((0, len(calibration.domains)))
         staging = path.with_name(f".{path.name}.{os.getpid()}.npz")
         np.savez(staging, probs=result, key=np.array(key))
@@ -324,8 +339,13 @@ class Run:
         bootstrap = self.config.bootstrap
         with tqdm(total=bootstrap.n_resamples, desc="bootstrap", unit="resample") as bar:
             estimate = estimate_mixture(
-                self.make_solver(), calibration, probs, bootstrap.n_resamples,
-                bootstrap.level, bootstrap.seed, on_resample=bar.update,
+                self.make_solver(),
+                calibration,
+                probs,
+                bootstrap.n_resamples,
+                bootstrap.level,
+                bootstrap.seed,
+                on_resample=bar.update,
             )
         generation = self._generation_diagnostics(records, estimate.mixture)
         if generation:

@@ -120,7 +120,9 @@ class Registry:
     def _register_callable(self, kind: str, plugin: str) -> Callable[[str, Any], None]:
         def register(name: str, obj: Any) -> None:
             if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin {plugin!r} registered a {kind} with invalid name {name!r}")
+                raise PluginError(
+                    f"plugin {plugin!r} registered a {kind} with invalid name {name!r}"
+                )
             existing = self._components[kind].get(name)
             if existing is not None:
                 owners = self._clashes.setdefault((kind, name), [existing.plugin])
@@ -208,7 +210,9 @@ def load_registry(extra_plugins: Iterable[tuple[str, ModuleType]] = ()) -> Regis
         try:
             module = entry_point.load()
         except Exception as error:  # report the plugin, keep the others
-            info.errors.append(f"failed to import {entry_point.value}: {type(error).__name__}: {error}")
+            info.errors.append(
+                f"failed to import {entry_point.value}: {type(error).__name__}: {error}"
+            )
             logger.warning("plugin %s failed to import: %s", entry_point.name, error)
             module = None
         registry.add_plugin(info, module)

@@ -93,15 +93,19 @@ def render_markdown(result: dict[str, Any]) -> str:
     diagnostics = result["diagnostics"]
     lines += ["", "## Diagnostics", ""]
     condition = diagnostics.get("condition_number")
-    lines.append(f"- condition number of C: {condition:.2f}" if condition else
-                 "- C is singular: some domains cannot be told apart")
+    lines.append(
+        f"- condition number of C: {condition:.2f}"
+        if condition
+        else "- C is singular: some domains cannot be told apart"
+    )
     lines.append(f"- residual ‖Cᵀπ − p̄‖: {diagnostics['residual_norm']:.4g}")
-    lines.append(f"- out-of-fold accuracy on reference text: {diagnostics['reference_accuracy']:.3f}")
+    lines.append(
+        f"- out-of-fold accuracy on reference text: {diagnostics['reference_accuracy']:.3f}"
+    )
     for pair in diagnostics.get("confused_pairs", []):
         first, second = pair["domains"]
         lines.append(
-            f"- {first} and {second} are confused ({pair['confusion']:.2f}); "
-            "consider merging them"
+            f"- {first} and {second} are confused ({pair['confusion']:.2f}); consider merging them"
         )
     generation = diagnostics.get("generation")
     if generation:

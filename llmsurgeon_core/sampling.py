@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .components import SampleRequest, Sampler
+from .components import Sampler, SampleRequest
 from .errors import RunDirectoryError
 
 __all__ = ["append_samples", "draw_samples", "read_samples"]

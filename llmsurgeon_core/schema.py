@@ -38,7 +38,5 @@ def config_json_schema(registry: Registry) -> dict[str, Any]:
         kind: (_component_union(registry, kind), AuditConfig.model_fields[kind])
         for kind in ("sampler", "classifier", "solver")
     }
-    model: type[BaseModel] = create_model(
-        "AuditConfig", __base__=AuditConfig, **fields
-    )
+    model: type[BaseModel] = create_model("AuditConfig", __base__=AuditConfig, **fields)
     return model.model_json_schema()

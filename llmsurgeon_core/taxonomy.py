@@ -60,9 +60,7 @@ class PackageReadmesSource(_Strict):
     """Long descriptions (READMEs) in installed distributions' metadata."""
 
     kind: Literal["package-readmes"]
-    exclude: list[str] = Field(
-        default_factory=list, description="Distribution names to leave out."
-    )
+    exclude: list[str] = Field(default_factory=list, description="Distribution names to leave out.")
     min_chars: int = Field(400, ge=0, description="Skip descriptions shorter than this.")
 
 
@@ -99,7 +97,7 @@ class Taxonomy(_Strict):
     base_dir: Path = Field(Path("."), exclude=True, description="Directory for relative paths.")
 
     @model_validator(mode="after")
-    def _check_references(self) -> "Taxonomy":
+    def _check_references(self) -> Taxonomy:
         ids = [d.id for d in self.domains]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -164,7 +162,7 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
         ) from None
 
 
-def resolve_taxonomy(name_or_path: str | Path, registry: "Registry | None" = None) -> Taxonomy:
+def resolve_taxonomy(name_or_path: str | Path, registry: Registry | None = None) -> Taxonomy:
     """Return the taxonomy a config names: a registered name or a YAML file path."""
     text = str(name_or_path)
     candidate = Path(text).expanduser()

@@ -28,9 +28,7 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n"
         )
-        (info / "entry_points.txt").write_text(
-            f"[llmsurgeon]\n{entry_name or module} = {module}\n"
-        )
+        (info / "entry_points.txt").write_text(f"[llmsurgeon]\n{entry_name or module} = {module}\n")
         sys.modules.pop(module, None)
 
     return install

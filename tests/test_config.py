@@ -59,7 +59,7 @@ def test_unknown_key_names_key_and_allowed(tmp_path):
 def test_invalid_value_names_key(tmp_path):
     path = tmp_path / "audit.yaml"
     path.write_text(YAML_CONFIG)
-    with pytest.raises(ConfigError, match="'bootstrap.level'"):
+    with pytest.raises(ConfigError, match=r"'bootstrap\.level'"):
         load_config(path, ["bootstrap.level=1.5"])
 
 

@@ -93,5 +93,7 @@ def test_core_imports_no_heavy_library():
         "heavy = {'torch', 'transformers', 'lightgbm', 'cvxpy', 'vllm', 'sklearn'};"
         "print(sorted(heavy & set(sys.modules)))"
     )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert output.stdout.strip() == "[]"

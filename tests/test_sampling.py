@@ -33,8 +33,7 @@ class CountingSampler(Sampler):
             self.fail_at = None
             raise KeyboardInterrupt
         return [
-            GeneratedText(f"p{i}", f"text {request.seed}-{i}", 2, "length")
-            for i in request.indices
+            GeneratedText(f"p{i}", f"text {request.seed}-{i}", 2, "length") for i in request.indices
         ]
 
 

@@ -185,7 +185,7 @@ def target_mixture(options: TargetTraining, taxonomy: Taxonomy) -> dict[str, flo
     """
     if options.recipe is not None:
         shares = taxonomy.recipe_vector(options.recipe)
-        return dict(zip(taxonomy.domain_ids, shares))
+        return dict(zip(taxonomy.domain_ids, shares, strict=True))
     assert options.mixture is not None  # guaranteed by TargetTraining's validator
     known = taxonomy.domain_ids
     for domain_id in options.mixture:
@@ -283,12 +283,12 @@ def _build_sequences(
     needed = n_sequences * body_length
     if len(stream) < needed:
         logger.warning(
-            "domain %s: its text has %d tokens but its share needs %d; the text repeats "
-            "%.1f times in training",
+            "domain %s: its text has %d tokens but its share needs %d, so %.0f%% of its "
+            "training tokens repeat earlier text",
             domain_id,
             len(stream),
             needed,
-            needed / len(stream),
+            100 * (needed - len(stream)) / needed,
         )
         stream = stream * math.ceil(needed / len(stream))
     body = torch.tensor(stream[:needed], dtype=torch.long).view(n_sequences, body_length)
