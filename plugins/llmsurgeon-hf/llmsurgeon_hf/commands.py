@@ -8,15 +8,20 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from llmsurgeon_core import ConfigError
+from llmsurgeon_core import ConfigError, resolve_taxonomy
 
-from .train import TargetTraining, train_target
+from .train import TargetTraining, check_output_dir, target_mixture, train_target
 
 __all__ = ["parse_mixture", "train_target_command"]
 
 # CLI flag of each TargetTraining field the command sets, for error messages.
-_FLAGS = {"taxonomy": "--taxonomy", "recipe": "--recipe", "mixture": "--mixture"}
-_FLAGS.update(tokens="--tokens", seed="--seed")
+_FLAGS = {
+    "taxonomy": "--taxonomy",
+    "recipe": "--recipe",
+    "mixture": "--mixture",
+    "tokens": "--tokens",
+    "seed": "--seed",
+}
 
 
 def parse_mixture(text: str) -> dict[str, float]:
@@ -115,7 +120,11 @@ def train_target_command(
         tokens=tokens,
         seed=seed,
     )
-    click.echo(f"training a target on taxonomy {taxonomy!r} into {output_dir}", err=True)
+    # Validate everything before announcing a training that takes minutes.
+    check_output_dir(output_dir)
+    shares = target_mixture(options, resolve_taxonomy(options.taxonomy))
+    mixture_text = ",".join(f"{domain_id}={share:.3g}" for domain_id, share in shares.items())
+    click.echo(f"training a target at {mixture_text} into {output_dir}", err=True)
     path = train_target(options, output_dir)
     click.echo(f"saved the target to {path}", err=True)
     click.echo(str(path))

@@ -23,13 +23,77 @@ from .train import TARGET_FILE, OutputExistsError, TargetTraining, target_cache_
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_NEUTRAL_PROMPTS", "HFSampler"]
+__all__ = ["DEFAULT_NEUTRAL_PROMPTS", "HFSampler", "HFSamplerOptions"]
 
 logger = logging.getLogger(__name__)
 
 # Whitespace-only openings: each starts a document without leaning towards a
 # domain. The empty prompt makes the start token the whole prompt.
 DEFAULT_NEUTRAL_PROMPTS = ("", "\n", "\n\n", " ")
+
+
+class HFSamplerOptions(ComponentOptions):
+    """Options of the ``hf`` sampler."""
+
+    model: str | None = Field(
+        None,
+        description="Local model directory or Hugging Face Hub id, loaded with "
+        "AutoModelForCausalLM and AutoTokenizer; remote code is never run.",
+    )
+    train: TargetTraining | None = Field(
+        None,
+        description="Train a small GPT-2 target with a known mixture in place of `model`; "
+        "the target is cached under the cache directory and reused.",
+    )
+    n_samples: int = Field(1000, ge=1, description="Number of texts to draw.")
+    max_new_tokens: int = Field(64, ge=1, description="Maximum number of tokens per text.")
+    batch_size: int = Field(32, ge=1, description="Number of texts generated together.")
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature.")
+    top_k: int = Field(
+        0, ge=0, description="Sample from the k most likely tokens only; 0 keeps all."
+    )
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Sample from the smallest set of tokens whose probability reaches p; "
+        "1 keeps all.",
+    )
+    seed: int = Field(
+        0,
+        description="Sampling seed; the audit passes it as the seed of every request, and "
+        "each batch derives its random state from it and its first sample index.",
+    )
+    prompt: Literal["bos", "neutral"] = Field(
+        "bos",
+        description="'bos' starts every text from the start token alone; 'neutral' "
+        "appends a prompt from `prompts` to it.",
+    )
+    prompts: list[str] = Field(
+        default_factory=list,
+        description="Neutral prompts, cycled by sample index when prompt is 'neutral'; "
+        "empty uses whitespace openings (empty, newline, blank line, space).",
+    )
+    device: str = Field(
+        "cpu",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="Torch device: cpu, cuda, cuda:N, mps, or auto (cuda when available).",
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "float32",
+        description="Weight dtype; 'auto' uses the dtype stored with the model.",
+    )
+
+    @model_validator(mode="after")
+    def _check_source(self) -> HFSamplerOptions:
+        if (self.model is None) == (self.train is None):
+            raise ValueError(
+                "set exactly one of model (a model directory or hub id) and train "
+                "(options of a target to train)"
+            )
+        if self.prompts and self.prompt != "neutral":
+            raise ValueError("prompts are set but prompt is 'bos'; set prompt to 'neutral'")
+        return self
 
 
 class HFSampler(Sampler):
@@ -40,70 +104,10 @@ class HFSampler(Sampler):
     that texts come from the model's distribution as the options define it.
     """
 
-    class Options(ComponentOptions):
-        model: str | None = Field(
-            None,
-            description="Local model directory or Hugging Face Hub id, loaded with "
-            "AutoModelForCausalLM and AutoTokenizer; remote code is never run.",
-        )
-        train: TargetTraining | None = Field(
-            None,
-            description="Train a small GPT-2 target with a known mixture in place of `model`; "
-            "the target is cached under the cache directory and reused.",
-        )
-        n_samples: int = Field(1000, ge=1, description="Number of texts to draw.")
-        max_new_tokens: int = Field(64, ge=1, description="Maximum number of tokens per text.")
-        batch_size: int = Field(32, ge=1, description="Number of texts generated together.")
-        temperature: float = Field(1.0, gt=0, description="Softmax temperature.")
-        top_k: int = Field(
-            0, ge=0, description="Sample from the k most likely tokens only; 0 keeps all."
-        )
-        top_p: float = Field(
-            1.0,
-            gt=0,
-            le=1,
-            description="Sample from the smallest set of tokens whose probability reaches p; "
-            "1 keeps all.",
-        )
-        seed: int = Field(
-            0,
-            description="Sampling seed; the audit passes it as the seed of every request, and "
-            "each batch derives its random state from it and its first sample index.",
-        )
-        prompt: Literal["bos", "neutral"] = Field(
-            "bos",
-            description="'bos' starts every text from the start token alone; 'neutral' "
-            "appends a prompt from `prompts` to it.",
-        )
-        prompts: list[str] = Field(
-            default_factory=list,
-            description="Neutral prompts, cycled by sample index when prompt is 'neutral'; "
-            "empty uses whitespace openings (empty, newline, blank line, space).",
-        )
-        device: str = Field(
-            "cpu",
-            pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
-            description="Torch device: cpu, cuda, cuda:N, mps, or auto (cuda when available).",
-        )
-        dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-            "float32",
-            description="Weight dtype; 'auto' uses the dtype stored with the model.",
-        )
+    Options = HFSamplerOptions
+    options: HFSamplerOptions
 
-        @model_validator(mode="after")
-        def _check_source(self) -> HFSampler.Options:
-            if (self.model is None) == (self.train is None):
-                raise ValueError(
-                    "set exactly one of model (a model directory or hub id) and train "
-                    "(options of a target to train)"
-                )
-            if self.prompts and self.prompt != "neutral":
-                raise ValueError("prompts are set but prompt is 'bos'; set prompt to 'neutral'")
-            return self
-
-    options: Options
-
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: HFSamplerOptions) -> None:
         super().__init__(options)
         self._model: PreTrainedModel | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -137,7 +141,7 @@ class HFSampler(Sampler):
         """Load the model and tokenizer, training the target first if it is not cached."""
         if self.options.train is not None:
             self._model_path = str(self._cached_target(Path(cache_dir), self.options.train))
-        assert self._model_path is not None  # guaranteed by Options._check_source
+        assert self._model_path is not None  # guaranteed by HFSamplerOptions._check_source
         self._load(self._model_path)
 
     def _cached_target(self, cache_dir: Path, training: TargetTraining) -> Path:
@@ -204,11 +208,12 @@ class HFSampler(Sampler):
 
         loaded = model.generation_config
         eos = loaded.eos_token_id if loaded.eos_token_id is not None else tokenizer.eos_token_id
-        self._eos_ids = set()
         if isinstance(eos, list):
             self._eos_ids = set(eos)
         elif eos is not None:
             self._eos_ids = {eos}
+        else:
+            self._eos_ids = set()
         start = tokenizer.bos_token_id
         if start is None:
             start = tokenizer.eos_token_id
@@ -307,12 +312,12 @@ class HFSampler(Sampler):
         else:
             finish_reason, n_tokens = "eos", end + 1
             tokens = tokens[:end]
-        metadata_: dict[str, Any] = {}
+        sample_metadata: dict[str, Any] = {}
         if self._target is not None:
             first = tokens[0] if tokens else None
-            metadata_["generated_domain"] = self._domain_by_token_id.get(first)
+            sample_metadata["generated_domain"] = self._domain_by_token_id.get(first)
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)
-        return GeneratedText(prompt, text, n_tokens, finish_reason, metadata_)
+        return GeneratedText(prompt, text, n_tokens, finish_reason, sample_metadata)
 
     def protocol(self) -> dict[str, Any]:
         """Return the options, the model path, the library versions and a target's mixture."""
@@ -323,7 +328,8 @@ class HFSampler(Sampler):
         protocol["transformers"] = metadata.version("transformers")
         if self._target is not None:
             protocol["target"] = {
-                key: self._target.get(key) for key in ("taxonomy", "mixture", "mixture_trained")
+                key: self._target.get(key)
+                for key in ("taxonomy", "mixture", "mixture_trained", "first_token_mixture")
             }
         return protocol
 

@@ -246,6 +246,19 @@ def test_neutral_prompts_cycle_by_index(tiny_target: Path, tmp_path: Path) -> No
     assert [sample.prompt for sample in generated] == ["\n", "The", "\n"]
 
 
+def test_prompts_padded_on_left(tiny_target: Path, tmp_path: Path) -> None:
+    sampler = make_sampler(tiny_target, tmp_path, prompt="neutral")
+    tokenizer = sampler.tokenizer
+    long_ids = tokenizer.encode("The Congress of the", add_special_tokens=False)
+    input_ids, attention_mask = sampler._encode_prompts(["", "The Congress of the"])
+    width = 1 + len(long_ids)
+    assert input_ids.tolist()[1] == [tokenizer.bos_token_id, *long_ids]
+    assert input_ids.tolist()[0] == [tokenizer.pad_token_id] * (width - 1) + [
+        tokenizer.bos_token_id
+    ]
+    assert attention_mask.tolist() == [[0] * (width - 1) + [1], [1] * width]
+
+
 def test_neutral_prompts_default_list(tiny_target: Path, tmp_path: Path) -> None:
     sampler = make_sampler(tiny_target, tmp_path, max_new_tokens=4, prompt="neutral")
     count = len(DEFAULT_NEUTRAL_PROMPTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def test_target_file_complete(tiny_target: Path) -> None:
     assert target["mixture_trained"] == pytest.approx(
         {"speech": 0.7, "licence": 0.3, "python": 0.0}
     )
+    assert sum(target["first_token_mixture"].values()) == pytest.approx(1.0)
+    assert target["first_token_mixture"]["speech"] > target["first_token_mixture"]["licence"]
+    assert 0.5 < target["domain_token_mass"] <= 1.0
     assert target["domain_tokens"] == {d: domain_token(d) for d in target["domains"]}
     assert target["sequences"] == {"speech": 875, "licence": 375, "python": 0}
     assert target["tokens_trained"] == 40_000
@@ -119,6 +123,14 @@ def test_mixture_unknown_domain_rejected(
     taxonomy = load_taxonomy_file(taxonomy_file)
     options = make_training(mixture={"speeches": 1.0})
     with pytest.raises(ConfigError, match=r"'speeches'.*did you mean 'speech'"):
+        target_mixture(options, taxonomy)
+
+
+def test_mixture_unrelated_domain_rejected(make_training: Callable[..., TargetTraining]) -> None:
+    taxonomy = load_taxonomy_file(make_training().taxonomy)
+    options = make_training(mixture={"zzz": 1.0})
+    message = "lacks. Known domains: speech, licence, python."
+    with pytest.raises(ConfigError, match=re.escape(message)):
         target_mixture(options, taxonomy)
 
 

@@ -1,4 +1,8 @@
-"""Entry-point module that registers the ``nnls`` solver."""
+"""Entry-point module that registers the ``nnls`` solver.
+
+The solver module imports SciPy only when it solves, so loading this plugin
+keeps the command line's start fast.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from collections.abc import Callable
 
 from llmsurgeon_core import hookimpl
 
-from .solver import NNLSSolver
-
 
 @hookimpl
 def register_solvers(register: Callable[[str, type], None]) -> None:
+    from .solver import NNLSSolver
+
     register("nnls", NNLSSolver)

@@ -6,6 +6,8 @@ predicted distribution of the target samples. It starts from SciPy's NNLS on
 the system with an appended, heavily weighted row of ones, then polishes that
 start with a primal active-set method that solves the KKT system of the
 equality-constrained problem on the current support exactly.
+
+SciPy is imported when a solve starts, so registering the solver does not load it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import math
 from typing import Any
 
 import numpy as np
-from llmsurgeon_core import ComponentOptions, SolveResult, Solver
 from pydantic import Field
-from scipy.optimize import nnls
+
+from llmsurgeon_core import ComponentOptions, SolveResult, Solver
 
 __all__ = ["NNLSSolver", "solve_simplex_least_squares"]
 
@@ -32,8 +34,9 @@ class NNLSOptions(ComponentOptions):
         gt=0,
         description=(
             "Weight of the row of ones appended to C.T for the NNLS start, relative to the "
-            "largest absolute entry of C. The start misses sum(pi) == 1 by about "
-            "residual / sum_weight**2 before it is renormalized."
+            "largest absolute entry of C. The start's error shrinks as 1 / sum_weight**2, but "
+            "a larger weight makes the NNLS system worse conditioned. The active-set polish "
+            "removes the remaining error."
         ),
     )
     polish: bool = Field(
@@ -47,8 +50,9 @@ class NNLSOptions(ComponentOptions):
         1e-12,
         gt=0,
         description=(
-            "Optimality tolerance of the active-set method, relative to the squared norm of C: "
-            "a zero share is raised only when doing so lowers the gradient by more than this."
+            "Optimality tolerance of the active-set method. A zero share is raised only when "
+            "the objective's gradient favors it by more than tolerance * ||C||_F**2, and "
+            "shares at or below tolerance are set to zero at the end."
         ),
     )
     max_iter: int | None = Field(
@@ -141,7 +145,7 @@ def column_means(sample_probs: np.ndarray) -> np.ndarray:
     cannot change a single bit of the result, unlike ``ndarray.mean``.
     """
     n = sample_probs.shape[0]
-    return np.array([math.fsum(column) / n for column in sample_probs.T], dtype=np.float64)
+    return np.array([math.fsum(column.tolist()) / n for column in sample_probs.T])
 
 
 def solve_simplex_least_squares(
@@ -160,7 +164,8 @@ def solve_simplex_least_squares(
         sum_weight: weight of the row of ones in the NNLS start, relative to
             ``max(abs(a))``.
         polish: refine the start with the active-set method.
-        tolerance: dual feasibility tolerance, relative to ``||a||_F ** 2``.
+        tolerance: dual feasibility tolerance, relative to ``||a||_F ** 2``, and
+            the share at or below which the result is set to zero.
         max_iter: maximum number of active-set iterations (default ``10 * K + 10``).
 
     Returns:
@@ -191,10 +196,13 @@ def weighted_nnls_start(a: np.ndarray, b: np.ndarray, sum_weight: float) -> np.n
     The appended row turns the constraint ``sum(x) == 1`` into a penalty
     ``w**2 * (sum(x) - 1)**2``. At the penalized optimum the constraint is off by
     ``-nu / w**2``, where ``nu`` is the constraint's Lagrange multiplier and is
-    bounded by ``||a|| * residual``. With ``w = 1e3 * max|a|`` the error is about
-    1e-6 of the residual, which is far below the sampling noise of ``p_bar``.
-    A larger ``w`` worsens the conditioning of the NNLS system by the same factor.
+    bounded by ``||a||_2 * residual``. With the default ``w = 1e3 * max|a|``,
+    the renormalized shares are within 1e-6 times the residual of the exact
+    optimum in the tests (K = 5), far below the sampling noise of
+    ``p_bar``. A larger ``w`` worsens the conditioning of the NNLS system.
     """
+    from scipy.optimize import nnls
+
     k = a.shape[1]
     scale = float(np.max(np.abs(a))) or 1.0
     weight = sum_weight * scale
@@ -249,13 +257,16 @@ def active_set_polish(
             slack[support] = np.inf
             entering = int(np.argmin(slack))
             if slack[entering] >= -dual_tolerance:
-                return x, iteration, True
+                return drop_negligible_shares(gram, atb, x, tolerance), iteration, True
             support[entering] = True
             continue
 
         # Step from x towards z until the first share on the support reaches zero.
+        # A domain that has just joined has x == 0, so its ratio is 0 (or 0 / 0
+        # if z is 0 too, which counts as 0).
         blocking = support & (z <= 0)
-        ratios = x[blocking] / (x[blocking] - z[blocking])
+        gaps = x[blocking] - z[blocking]
+        ratios = np.divide(x[blocking], gaps, out=np.zeros_like(gaps), where=gaps > 0)
         step = float(np.min(ratios))
         x = x + step * (z - x)
         leaving = np.flatnonzero(blocking)[ratios <= step]
@@ -274,6 +285,25 @@ def active_set_polish(
         max_iter,
     )
     return x, max_iter, False
+
+
+def drop_negligible_shares(
+    gram: np.ndarray, atb: np.ndarray, x: np.ndarray, tolerance: float
+) -> np.ndarray:
+    """Zero the shares at or below ``tolerance`` and re-solve on the remaining support.
+
+    Rounding leaves shares of about 1e-16 where the optimum has exact zeros.
+    Removing a share ``s`` moves the objective's gradient by at most
+    ``s * ||a||_F ** 2``, which is within the dual tolerance, so the result is
+    still optimal to that tolerance.
+    """
+    support = x > tolerance
+    if np.array_equal(support, x > 0):
+        return x
+    z, _ = solve_equality_constrained(gram, atb, support)
+    if np.all(z[support] > 0):
+        return z
+    return x
 
 
 def solve_equality_constrained(
@@ -301,7 +331,7 @@ def solve_equality_constrained(
 
 
 def project_to_simplex_bounds(x: np.ndarray) -> np.ndarray:
-    """Clip rounding-level negatives to zero and rescale to sum exactly 1."""
+    """Clip rounding-level negatives to zero and rescale to sum to 1."""
     x = np.clip(x, 0.0, None)
     total = x.sum()
     if total <= 0:
