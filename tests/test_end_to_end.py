@@ -79,7 +79,7 @@ def test_result_follows_contract(audit_run):
     assert all(value >= 0 for value in result["estimate"].values())
     assert result["n_samples"] == 160
     assert result["truth"]["speech"] == pytest.approx(0.30)
-    for domain, (low, high) in result["interval"].items():
+    for low, high in result["interval"].values():
         assert low <= high
         assert 0 <= low <= 1
     assert set(result["metrics"]) == {"overlap_accuracy", "mae", "r2", "kl"}

@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
 from llmsurgeon_hf.train import TargetTraining, train_target
 
 TINY_MIXTURE = {"speech": 0.7, "licence": 0.3, "python": 0.0}

@@ -11,12 +11,12 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+
+from llmsurgeon_core import ConfigError, InvalidInputError, load_registry
 from llmsurgeon_hf import plugin
 from llmsurgeon_hf.commands import parse_mixture
 from llmsurgeon_hf.sampler import HFSampler
 from llmsurgeon_hf.train import TARGET_FILE
-
-from llmsurgeon_core import ConfigError, InvalidInputError, load_registry
 
 
 @pytest.fixture

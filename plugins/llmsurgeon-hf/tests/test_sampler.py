@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from llmsurgeon_hf import sampler as sampler_module
-from llmsurgeon_hf.sampler import DEFAULT_NEUTRAL_PROMPTS, HFSampler
-from llmsurgeon_hf.train import TARGET_FILE, TargetTraining, target_cache_key
 from pydantic import ValidationError
 
 from llmsurgeon_core import ConfigError, GeneratedText, SampleRequest
+from llmsurgeon_hf import sampler as sampler_module
+from llmsurgeon_hf.sampler import DEFAULT_NEUTRAL_PROMPTS, HFSampler
+from llmsurgeon_hf.train import TARGET_FILE, TargetTraining, target_cache_key
 
 WORDS = [f"w{i}" for i in range(20)]
 

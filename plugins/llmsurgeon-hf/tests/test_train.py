@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
+from llmsurgeon_core import ConfigError, TaxonomyError, load_taxonomy_file
 from llmsurgeon_hf.train import (
     BOS_TOKEN,
     EOS_TOKEN,
@@ -21,9 +24,6 @@ from llmsurgeon_hf.train import (
     target_mixture,
     train_target,
 )
-from pydantic import ValidationError
-
-from llmsurgeon_core import ConfigError, TaxonomyError, load_taxonomy_file
 
 
 def test_target_loads_with_auto_classes(tiny_target: Path) -> None:

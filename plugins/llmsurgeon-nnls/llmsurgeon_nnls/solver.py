@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from llmsurgeon_core import ComponentOptions, SolveResult, Solver
+from llmsurgeon_core import ComponentOptions, Solver, SolveResult
 
 __all__ = ["NNLSSolver", "solve_simplex_least_squares"]
 
@@ -170,12 +170,25 @@ def solve_simplex_least_squares(
 
     Returns:
         The minimizer (non-negative, summing to 1) and a diagnostics dict with
-        ``method``, ``residual_norm`` and, when polished, ``iterations`` and
-        ``converged``.
+        ``method``, ``residual_norm``, ``support_size``, ``sum_weight`` and, when
+        polished, ``iterations`` and ``converged``.
+
+    Raises:
+        RuntimeError: if ``scipy.optimize.nnls`` fails and ``polish`` is false.
     """
     k = a.shape[1]
-    start = weighted_nnls_start(a, b, sum_weight)
     info: dict[str, Any] = {"sum_weight": sum_weight}
+    try:
+        start = weighted_nnls_start(a, b, sum_weight)
+    except RuntimeError as error:  # scipy.optimize.nnls ran out of iterations
+        if not polish:
+            raise RuntimeError(
+                f"the weighted NNLS start failed ({error}); set polish to true, which can "
+                "start from the uniform mixture"
+            ) from error
+        logger.warning("weighted NNLS start failed (%s); polishing from the uniform mixture", error)
+        start = np.full(k, 1.0 / k)
+        info["start"] = "uniform"
     if polish:
         solution, iterations, converged = active_set_polish(
             a, b, start, tolerance, max_iter if max_iter is not None else 10 * k + 10

@@ -90,7 +90,9 @@ def test_save_load_roundtrip(fitted, real_text_split, tmp_path):
     loaded = TfidfClassifier.load(tmp_path, TfidfClassifier.Options())
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.json", "model.joblib"]
-    np.testing.assert_array_equal(loaded.predict_proba(test.texts), fitted.predict_proba(test.texts))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(test.texts), fitted.predict_proba(test.texts)
+    )
     assert loaded.options == fitted.options
     metadata = json.loads((tmp_path / "classifier.json").read_text())
     assert metadata["options"]["C"] == fitted.options.C
@@ -102,10 +104,10 @@ def test_load_warns_on_changed_options(fitted, tmp_path, caplog):
     fitted.save(tmp_path)
 
     with caplog.at_level(logging.WARNING, logger="llmsurgeon_tfidf.classifier"):
-        loaded = TfidfClassifier.load(tmp_path, TfidfClassifier.Options(C=1.0))
+        loaded = TfidfClassifier.load(tmp_path, TfidfClassifier.Options(C=1.5))
 
     assert loaded.options.C == fitted.options.C
-    assert "C=30.0" in caplog.text
+    assert "C: saved 10.0, requested 1.5" in caplog.text
 
 
 def test_load_rejects_unknown_format(fitted, tmp_path):
