@@ -39,25 +39,27 @@ def audit_run(tmp_path_factory):
     config = {
         "taxonomy": "demo",
         "truth": "demo-target",
-        "reference": {"max_per_domain": 120, "chunk_words": 24, "folds": 3},
+        "reference": {"max_per_domain": 150, "chunk_words": 24, "folds": 3},
         "sampler": {
             "name": "hf",
             "options": {
                 "train": {
                     "taxonomy": "demo",
                     "recipe": "demo-target",
-                    "tokens": 120_000,
-                    "n_layer": 1,
-                    "n_embd": 64,
+                    "tokens": 600_000,
+                    "n_layer": 2,
+                    "n_embd": 96,
                     "vocab_size": 1024,
                     "context": 48,
+                    "batch_size": 16,
+                    "learning_rate": 0.004,
                 },
-                "n_samples": 160,
+                "n_samples": 200,
                 "max_new_tokens": 40,
-                "batch_size": 40,
+                "batch_size": 50,
             },
         },
-        "bootstrap": {"n_resamples": 40},
+        "bootstrap": {"n_resamples": 50},
         "run_dir": str(root / "run"),
     }
     path = root / "audit.yaml"
@@ -77,7 +79,7 @@ def test_result_follows_contract(audit_run):
         assert list(result[key]) == result["domains"]
     assert sum(result["estimate"].values()) == pytest.approx(1.0)
     assert all(value >= 0 for value in result["estimate"].values())
-    assert result["n_samples"] == 160
+    assert result["n_samples"] == 200
     assert result["truth"]["speech"] == pytest.approx(0.30)
     for low, high in result["interval"].values():
         assert low <= high
@@ -89,12 +91,13 @@ def test_result_follows_contract(audit_run):
 def test_estimate_is_close_to_truth(audit_run):
     _, run_dir, _, _ = audit_run
     result = json.loads((run_dir / "result.json").read_text())
-    # A 1-layer target trained on 120k tokens generates a mixture some points off its
-    # training mixture, so this bound is looser than the control test's.
-    assert result["metrics"]["overlap_accuracy"] > 0.75
+    # A 0.3M-parameter target trained for 30 s writes poor text and generates a
+    # mixture some points off its training mixture (0.88 and 0.94 overlap when
+    # measured), so these bounds are looser than the control test's.
+    assert result["metrics"]["overlap_accuracy"] > 0.8
     generation = result["diagnostics"]["generation"]
-    assert generation["tagged_samples"] > 100
-    assert generation["overlap_accuracy"] > 0.75
+    assert generation["tagged_samples"] > 180
+    assert generation["overlap_accuracy"] > 0.85
 
 
 def test_run_writes_report_and_chart(audit_run):
@@ -110,12 +113,12 @@ def test_rerun_reuses_and_extends_samples(audit_run):
     path, run_dir, env, _ = audit_run
     before = (run_dir / "samples.jsonl").read_text().splitlines()
     result = CliRunner().invoke(
-        cli, ["sample", str(path), "--set", "sampler.options.n_samples=200"], env=env
+        cli, ["sample", str(path), "--set", "sampler.options.n_samples=250"], env=env
     )
     assert result.exit_code == 0, result.output
     after = (run_dir / "samples.jsonl").read_text().splitlines()
     assert after[: len(before)] == before
-    assert [json.loads(line)["id"] for line in after] == list(range(200))
+    assert [json.loads(line)["id"] for line in after] == list(range(250))
 
 
 def test_changed_sampler_config_is_rejected(audit_run):
@@ -133,7 +136,7 @@ def test_estimate_again_gives_same_result(audit_run):
     path, run_dir, env, _ = audit_run
     first = json.loads((run_dir / "result.json").read_text())
     result = CliRunner().invoke(
-        cli, ["estimate", str(path), "--set", "sampler.options.n_samples=160"], env=env
+        cli, ["estimate", str(path), "--set", "sampler.options.n_samples=200"], env=env
     )
     assert result.exit_code == 0, result.output
     second = json.loads((run_dir / "result.json").read_text())
