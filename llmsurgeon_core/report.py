@@ -128,8 +128,13 @@ def render_chart(result: dict[str, Any]) -> bytes:
     series = [("estimate", result["estimate"]), ("naive", result["naive"])]
     if result["truth"]:
         series.append(("known", result["truth"]))
+    generation = result["diagnostics"].get("generation")
+    if generation:
+        series.append(("generated (domain tags)", generation["mixture"]))
     width = 0.8 / len(series)
-    figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(domains) + 2), 4), dpi=120)
+    figure, axes = plt.subplots(
+        figsize=(max(6, 0.9 * len(domains) + 2), 4), dpi=120, layout="constrained"
+    )
     for offset, (label, values) in enumerate(series):
         heights = np.array([values[d] for d in domains])
         positions = x + (offset - (len(series) - 1) / 2) * width
@@ -141,8 +146,7 @@ def render_chart(result: dict[str, Any]) -> bytes:
     axes.set_xticks(x, domains, rotation=30, ha="right")
     axes.set_ylabel("share of training data")
     axes.set_title(f"{result['taxonomy']}: estimated mixture")
-    axes.legend()
-    figure.tight_layout()
+    figure.legend(loc="outside right upper", frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
