@@ -145,11 +145,33 @@ def estimate(config: Path | None, overrides: tuple[str, ...], run_dir: Path | No
 @click.option(
     "--truth", required=True, help="A recipe of the result's taxonomy, or a JSON/YAML file."
 )
-def evaluate(result_path: Path, truth: str) -> None:
+@click.option(
+    "--level",
+    help="Level name or depth of the taxonomy tree to sum the mixtures to before comparing; "
+    "default: the finest level the known mixture is given at.",
+)
+@click.option(
+    "--merge",
+    help="A merge map of the taxonomy, or NEW=MEMBER+MEMBER;... (e.g. web=commoncrawl+c4), "
+    "applied after --level.",
+)
+@click.option(
+    "--taxonomy",
+    "taxonomy_name",
+    help="Taxonomy name or YAML path, where the result's taxonomy came from a file.",
+)
+def evaluate(
+    result_path: Path,
+    truth: str,
+    level: str | None,
+    merge: str | None,
+    taxonomy_name: str | None,
+) -> None:
     """Compare a result.json with a known mixture."""
     from .evaluation import evaluate_result
 
-    click.echo(json.dumps(evaluate_result(result_path, truth), indent=2))
+    report = evaluate_result(result_path, truth, level, merge, taxonomy_name)
+    click.echo(json.dumps(report, indent=2))
 
 
 @cli.command()
@@ -176,7 +198,7 @@ def plugins(as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def taxonomies(as_json: bool) -> None:
-    """List registered taxonomies."""
+    """List registered taxonomies with their levels and known mixtures."""
     from .registry import default_registry
     from .taxonomy import resolve_taxonomy
 
@@ -189,7 +211,9 @@ def taxonomies(as_json: bool) -> None:
                 "name": name,
                 "plugin": registry.get("taxonomy", name).plugin,
                 "domains": taxonomy.domain_ids,
+                "levels": [taxonomy.level_name(d) for d in range(taxonomy.max_depth + 1)],
                 "recipes": sorted(taxonomy.recipes),
+                "merges": sorted(taxonomy.merges),
                 "description": taxonomy.description,
             }
         )
@@ -198,6 +222,8 @@ def taxonomies(as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['name']:<20}{len(row['domains']):>3} domains  {row['description']}")
+        if row["recipes"]:
+            click.echo(f"{'':<20}    known mixtures: {', '.join(row['recipes'])}")
 
 
 @cli.group()
@@ -208,7 +234,7 @@ def taxonomy() -> None:
 @taxonomy.command("show")
 @click.argument("name")
 def taxonomy_show(name: str) -> None:
-    """Show a taxonomy's domain tree and known mixtures."""
+    """Show a taxonomy's domain tree, known mixtures and merge maps (NAME or a file)."""
     from .taxonomy import resolve_taxonomy
 
     click.echo(render_taxonomy(resolve_taxonomy(name)))
@@ -217,31 +243,88 @@ def taxonomy_show(name: str) -> None:
 @taxonomy.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def taxonomy_validate(path: Path) -> None:
-    """Check a taxonomy file."""
-    from .taxonomy import load_taxonomy_file
+    """Check a taxonomy file and list every invalid field."""
+    from .taxonomy import TaxonomyValidationError, load_taxonomy_file
 
-    loaded = load_taxonomy_file(path)
-    click.echo(f"{path}: valid taxonomy {loaded.name!r} with {len(loaded.domains)} domains")
+    try:
+        loaded = load_taxonomy_file(path)
+    except TaxonomyValidationError as error:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    depths = loaded.max_depth + 1
+    levels = ", ".join(loaded.levels) if loaded.levels else f"{depths} unnamed"
+    click.echo(
+        f"{path}: valid taxonomy {loaded.name!r} with {len(loaded.all_ids)} domains "
+        f"({len(loaded.domain_ids)} leaves, levels: {levels}) and "
+        f"{len(loaded.recipes)} known mixtures"
+    )
+
+
+@taxonomy.command("schema")
+def taxonomy_schema() -> None:
+    """Print the JSON Schema of the taxonomy file format."""
+    from .taxonomy import taxonomy_json_schema
+
+    click.echo(json.dumps(taxonomy_json_schema(), indent=2))
+
+
+def _recipe_cell(loaded: Any, recipe: str, domain_id: str) -> str:
+    """Return a recipe's share of a domain in percent, or '-' where it is not defined."""
+    from .errors import TaxonomyError
+
+    try:
+        level = None if domain_id in loaded.domain_ids else loaded.depth(domain_id)
+        share = loaded.recipe_mixture(recipe, level).get(domain_id)
+    except TaxonomyError:
+        return "-"
+    return "-" if share is None else f"{100 * share:.2f}"
 
 
 def render_taxonomy(loaded: Any) -> str:
-    lines = [f"{loaded.name}: {loaded.description}".rstrip(": "), ""]
+    """Render the domain tree, a table of known mixtures at every level, and merge maps."""
+    lines = [f"{loaded.name}: {loaded.description}".rstrip(": ")]
+    if loaded.max_depth > 0:
+        names = [loaded.level_name(d) for d in range(loaded.max_depth + 1)]
+        lines.append(f"levels: {' > '.join(names)}")
+    lines.append("")
     children: dict[str | None, list[Any]] = {}
     for domain in loaded.domains:
         children.setdefault(domain.parent, []).append(domain)
+    order: list[tuple[int, Any]] = []
 
     def walk(parent: str | None, depth: int) -> None:
         for domain in children.get(parent, []):
-            lines.append(f"{'  ' * depth}- {domain.id}: {domain.description}")
+            order.append((depth, domain))
             walk(domain.id, depth + 1)
 
     walk(None, 0)
-    for name, recipe in sorted(loaded.recipes.items()):
-        lines += ["", f"recipe {name}: {recipe.description}".rstrip(": ")]
+    for depth, domain in order:
+        kinds = sorted({s.kind for s in domain.sources})
+        shown = f"  [{', '.join(kinds)}]" if kinds else ""
+        lines.append(f"{'  ' * depth}- {domain.id}: {domain.description}{shown}".rstrip(": "))
+    recipes = list(loaded.recipes)
+    if recipes:
+        width = max(len(f"{'  ' * d}{dom.id}") for d, dom in order) + 2
+        lines += ["", "known mixtures (%; a parent's share is the sum of its children's):"]
+        header = "".join(f"{f'[{i + 1}]':>9}" for i in range(len(recipes)))
+        lines.append(f"  {'domain':<{width}}{header}")
+        for depth, domain in order:
+            cells = "".join(f"{_recipe_cell(loaded, r, domain.id):>9}" for r in recipes)
+            lines.append(f"  {'  ' * depth + domain.id:<{width}}{cells}")
+    for index, name in enumerate(recipes, start=1):
+        recipe = loaded.recipes[name]
+        status = "" if recipe.confirmed else " (unconfirmed)"
+        lines += ["", f"[{index}] recipe {name}{status}: {recipe.description}".rstrip(": ")]
         if recipe.source:
             lines.append(f"  source: {recipe.source}")
-        for domain, share in zip(loaded.domain_ids, loaded.recipe_vector(name)):
-            lines.append(f"  {domain:<20}{100 * share:6.2f}%")
+        if recipe.notes:
+            lines.append(f"  notes: {recipe.notes}")
+        if recipe.sum_note:
+            lines.append(f"  sum: {recipe.sum_note}")
+    for name, merge in sorted(loaded.merges.items()):
+        groups = "; ".join(f"{t} = {' + '.join(m)}" for t, m in merge.items())
+        lines += ["", f"merge {name}: {groups}"]
     return "\n".join(lines)
 
 

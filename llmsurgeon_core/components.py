@@ -20,6 +20,7 @@ __all__ = [
     "Classifier",
     "ComponentOptions",
     "GeneratedText",
+    "ReferencePredictions",
     "SampleRequest",
     "Sampler",
     "SolveResult",
@@ -90,6 +91,23 @@ class Sampler(abc.ABC):
         """Return the sampling protocol recorded in the run manifest."""
         return self.options.model_dump(mode="json")
 
+    def usage(self) -> dict[str, Any]:
+        """Return counters of this process's sampling (tokens, requests, retries).
+
+        The run manifest records them after sampling; the default has none.
+        """
+        return {}
+
+    def decoding(self) -> dict[str, Any]:
+        """Return the decoding settings that can truncate the model's distribution.
+
+        The default reads ``temperature``, ``top_k``, ``top_p`` and ``min_p``
+        from the options where they exist. The report flags a temperature below
+        1, a positive ``top_k``, a ``top_p`` below 1 or a positive ``min_p``.
+        """
+        names = ("temperature", "top_k", "top_p", "min_p")
+        return {name: getattr(self.options, name) for name in names if hasattr(self.options, name)}
+
 
 class Classifier(abc.ABC):
     """A probabilistic domain classifier with a scikit-learn style API.
@@ -128,10 +146,31 @@ class SolveResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ReferencePredictions:
+    """Out-of-fold predictions of the reference chunks behind the confusion matrix.
+
+    Attributes:
+        probs: ``(N, K)`` out-of-fold probabilities; each chunk was scored by a
+            model that never saw it.
+        labels: ``(N,)`` true domain index of each chunk, in ``[0, K)``.
+    """
+
+    probs: np.ndarray
+    labels: np.ndarray
+
+
 class Solver(abc.ABC):
-    """Estimates the mixture ``pi`` from ``p_bar ≈ confusion.T @ pi``."""
+    """Estimates the mixture ``pi`` from ``p_bar ≈ confusion.T @ pi``.
+
+    A solver that needs more than ``C`` and the reference priors (hard
+    confusion counts, a calibration map fitted on reference predictions) sets
+    ``requires_reference`` and reads ``reference``. The bootstrap passes the
+    resampled reference predictions together with the ``C`` built from them.
+    """
 
     Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+    requires_reference: ClassVar[bool] = False
 
     def __init__(self, options: ComponentOptions) -> None:
         self.options = options
@@ -142,6 +181,7 @@ class Solver(abc.ABC):
         confusion: np.ndarray,
         sample_probs: np.ndarray,
         reference_priors: np.ndarray,
+        reference: ReferencePredictions | None = None,
     ) -> SolveResult:
         """Estimate the mixture of the target samples.
 
@@ -152,6 +192,9 @@ class Solver(abc.ABC):
                 samples; their column mean is ``p_bar``.
             reference_priors: ``(K,)`` domain shares of the reference corpus the
                 classifier was trained on, for likelihood-based solvers.
+            reference: the out-of-fold reference predictions that ``confusion``
+                was computed from. The host always passes them; a solver with
+                ``requires_reference`` raises ``ValueError`` when they are missing.
 
         Returns:
             A ``SolveResult`` whose ``mixture`` is non-negative and sums to 1.

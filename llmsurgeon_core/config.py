@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -81,6 +81,14 @@ class AuditConfig(_Strict):
         description="Solver for the mixture on the simplex.",
     )
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    merge: list[list[str]] | Literal["suggested"] | None = Field(
+        None,
+        description=(
+            "Also solve at a coarser level: a list of domain groups to merge, or 'suggested' "
+            "for the groups of domains that the confusion matrix cannot separate. The coarse "
+            "estimate and intervals are reported beside the full ones."
+        ),
+    )
     calibration: Path | None = Field(
         None,
         description="Reuse this calibration directory instead of calibrating in the run directory.",

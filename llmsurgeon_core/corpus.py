@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import hashlib
-import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 
+from .cleaning import clean_text
 from .errors import TaxonomyError
-from .taxonomy import (
-    DistributionSource,
-    FilesSource,
-    JsonlSource,
-    PackageReadmesSource,
-    Source,
-    Taxonomy,
-)
+from .sources import Document, list_documents
+from .taxonomy import Domain, Taxonomy
 
-__all__ = ["ReferenceCorpus", "build_reference_corpus", "chunk_text", "iter_domain_chunks"]
+__all__ = [
+    "Document",
+    "ReferenceCorpus",
+    "build_reference_corpus",
+    "chunk_text",
+    "iter_domain_chunks",
+    "list_documents",
+]
 
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\S+")
-
-
-@dataclass(frozen=True)
-class Document:
-    """A reference text that is read only when needed."""
-
-    key: str
-    read: Callable[[], str]
 
 
 @dataclass
@@ -81,97 +70,18 @@ def chunk_text(text: str, words: int, min_words: int | None = None) -> list[str]
     return chunks
 
 
-def _read_text_file(path: Path, encoding: str = "utf-8") -> str:
-    try:
-        text = path.read_text(encoding=encoding)
-    except (OSError, UnicodeDecodeError) as error:
-        logger.debug("skipping unreadable reference file %s: %s", path, error)
-        return ""
-    if "\0" in text:
-        logger.debug("skipping binary reference file %s", path)
-        return ""
-    return text
+def _fingerprint(text: str) -> str:
+    """Return a digest of ``text`` with whitespace runs collapsed, for exact deduplication."""
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _files_documents(source: FilesSource, base_dir: Path) -> list[Document]:
-    pattern = Path(source.glob).expanduser()
-    if not pattern.is_absolute():
-        pattern = base_dir / pattern
-    paths = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True))
-    return [
-        Document(str(p), lambda p=p: _read_text_file(p, source.encoding))
-        for p in paths
-        if p.is_file()
-    ]
-
-
-def _jsonl_documents(source: JsonlSource, base_dir: Path) -> list[Document]:
-    path = Path(source.path).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TaxonomyError(f"reference file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TaxonomyError(f"cannot read reference file {str(path)!r}: {error}") from None
+def _domain_documents(taxonomy: Taxonomy, domain: Domain) -> list[tuple[Document, list[str]]]:
+    """Return the domain's documents, each with the cleaners its source applies."""
     documents = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            text = record[source.text_field]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise TaxonomyError(
-                f"{str(path)!r} line {number}: expected a JSON object with a "
-                f"{source.text_field!r} string field"
-            ) from None
-        if isinstance(text, str):
-            documents.append(Document(f"{path}:{number}", lambda text=text: text))
+    for source in domain.sources:
+        cleaners = taxonomy.preprocess.strip if source.strip is None else source.strip
+        documents.extend((d, cleaners) for d in list_documents(source, taxonomy.base_dir))
     return documents
-
-
-def _distribution_documents(source: DistributionSource) -> list[Document]:
-    try:
-        distribution = metadata.distribution(source.distribution)
-    except metadata.PackageNotFoundError:
-        raise TaxonomyError(
-            f"distribution {source.distribution!r} is not installed; "
-            f"install it with `pip install {source.distribution}`"
-        ) from None
-    files = sorted(str(f) for f in distribution.files or [])
-    matched = [f for f in files if fnmatch.fnmatch(f, source.glob)]
-    return [
-        Document(f, lambda f=f: _read_text_file(Path(distribution.locate_file(f)))) for f in matched
-    ]
-
-
-def _readme_documents(source: PackageReadmesSource) -> list[Document]:
-    excluded = {name.lower() for name in source.exclude}
-    documents = {}
-    for distribution in metadata.distributions():
-        name = distribution.metadata.get("Name") or ""
-        if not name or name.lower() in excluded or name.lower() in documents:
-            continue
-        description = distribution.metadata.get_payload() or ""
-        if not isinstance(description, str) or len(description) < source.min_chars:
-            continue
-        documents[name.lower()] = Document(f"{name}/METADATA", lambda d=description: d)
-    return [documents[key] for key in sorted(documents)]
-
-
-def list_documents(source: Source, base_dir: Path) -> list[Document]:
-    """Return the documents of one reference source, in a stable order."""
-    if isinstance(source, FilesSource):
-        return _files_documents(source, base_dir)
-    if isinstance(source, JsonlSource):
-        return _jsonl_documents(source, base_dir)
-    if isinstance(source, DistributionSource):
-        return _distribution_documents(source)
-    if isinstance(source, PackageReadmesSource):
-        return _readme_documents(source)
-    raise TypeError(f"unsupported source {source!r}")
 
 
 def iter_domain_chunks(
@@ -180,17 +90,43 @@ def iter_domain_chunks(
     chunk_words: int,
     seed: int,
     max_chunks_per_document: int | None = None,
+    seen: set[str] | None = None,
 ) -> Iterator[str]:
-    """Yield chunks of one domain's documents, visiting documents in random order."""
-    domain = next(d for d in taxonomy.domains if d.id == domain_id)
-    documents = [doc for s in domain.sources for doc in list_documents(s, taxonomy.base_dir)]
+    """Yield chunks of one domain's cleaned documents, visiting documents in random order.
+
+    With ``seen`` (a set shared across domains), documents and chunks whose
+    fingerprint is already in it are skipped and new fingerprints are added.
+    """
+    domain = taxonomy.domain(domain_id)
+    documents = _domain_documents(taxonomy, domain)
     random.Random(f"{seed}:{domain_id}").shuffle(documents)
     rng = random.Random(f"{seed}:{domain_id}:chunks")
-    for document in documents:
-        chunks = chunk_text(document.read(), chunk_words)
+    for document, cleaners in documents:
+        text = clean_text(document.read(), cleaners)
+        if seen is not None:
+            fingerprint = _fingerprint(text)
+            if fingerprint in seen:
+                logger.debug("skipping duplicate reference document %s", document.key)
+                continue
+            seen.add(fingerprint)
+        chunks = chunk_text(text, chunk_words)
         if max_chunks_per_document is not None and len(chunks) > max_chunks_per_document:
             chunks = rng.sample(chunks, max_chunks_per_document)
-        yield from chunks
+        for chunk in chunks:
+            if seen is not None:
+                fingerprint = "chunk:" + _fingerprint(chunk)
+                if fingerprint in seen:
+                    continue
+                seen.add(fingerprint)
+            yield chunk
+
+
+def _domain_caps(taxonomy: Taxonomy, domain: Domain, max_per_domain: int) -> tuple[int, int | None]:
+    """Return a domain's maximum chunk count and its word budget (None: no budget)."""
+    own_cap = domain.max_chunks if domain.max_chunks is not None else taxonomy.preprocess.max_chunks
+    max_chunks = max_per_domain if own_cap is None else min(max_per_domain, own_cap)
+    max_words = domain.max_words if domain.max_words is not None else taxonomy.preprocess.max_words
+    return max_chunks, max_words
 
 
 def build_reference_corpus(
@@ -201,24 +137,37 @@ def build_reference_corpus(
     min_per_domain: int = 1,
     max_chunks_per_document: int = 8,
 ) -> ReferenceCorpus:
-    """Assemble at most ``max_per_domain`` chunks for every domain.
+    """Assemble at most ``max_per_domain`` chunks for every leaf domain.
 
     Documents are drawn in a seeded random order and at most
     ``max_chunks_per_document`` chunks are taken from each, so one long file
-    cannot fill a domain.
+    cannot fill a domain. A domain's ``max_chunks`` lowers its cap, and its
+    ``max_words`` stops it once its chunks hold that many words. With
+    ``preprocess.deduplicate``, exact duplicates are dropped across domains.
 
     Raises:
-        TaxonomyError: if a domain yields fewer than ``min_per_domain`` chunks.
+        TaxonomyError: if the taxonomy has fewer than two leaf domains, or a
+            domain yields fewer than ``min_per_domain`` chunks.
     """
+    leaves = taxonomy.leaves
+    if len(leaves) < 2:
+        raise TaxonomyError(
+            f"taxonomy {taxonomy.name!r} has {len(leaves)} leaf domain; an audit needs at "
+            "least two classes"
+        )
+    seen: set[str] | None = set() if taxonomy.preprocess.deduplicate else None
     texts: list[str] = []
     labels: list[int] = []
-    for index, domain in enumerate(taxonomy.domains):
-        chunks = []
+    for index, domain in enumerate(leaves):
+        max_chunks, max_words = _domain_caps(taxonomy, domain, max_per_domain)
+        chunks: list[str] = []
+        words = 0
         for chunk in iter_domain_chunks(
-            taxonomy, domain.id, chunk_words, seed, max_chunks_per_document
+            taxonomy, domain.id, chunk_words, seed, max_chunks_per_document, seen
         ):
             chunks.append(chunk)
-            if len(chunks) >= max_per_domain:
+            words += len(_WORD.findall(chunk))
+            if len(chunks) >= max_chunks or (max_words is not None and words >= max_words):
                 break
         if len(chunks) < min_per_domain:
             raise TaxonomyError(
@@ -226,7 +175,7 @@ def build_reference_corpus(
                 f"reference chunks, fewer than the {min_per_domain} required; add sources "
                 "to it or lower reference.folds"
             )
-        logger.info("domain %s: %d reference chunks", domain.id, len(chunks))
+        logger.info("domain %s: %d reference chunks, %d words", domain.id, len(chunks), words)
         texts.extend(chunks)
         labels.extend([index] * len(chunks))
     return ReferenceCorpus(texts, np.asarray(labels, dtype=np.int64), taxonomy.domain_ids)

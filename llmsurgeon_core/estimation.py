@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .calibration import Calibration, soft_confusion
-from .components import Solver
+from .components import ReferencePredictions, Solver
+from .diagnostics import (
+    cramer_rao_std,
+    diagnose,
+    label_shift_check,
+    wide_interval_notes,
+)
 from .errors import InvalidInputError
 
-__all__ = ["Estimate", "bootstrap_intervals", "diagnose", "estimate_mixture", "naive_mixture"]
+__all__ = [
+    "Estimate",
+    "bootstrap_intervals",
+    "diagnose",
+    "estimate_mixture",
+    "merge_domains",
+    "naive_mixture",
+    "solve_once",
+]
 
 logger = logging.getLogger(__name__)
-
-# Domain pairs whose mutual confusion C[i, j] + C[j, i] exceeds this are reported.
-CONFUSED_PAIR_THRESHOLD = 0.1
 
 
 @dataclass
@@ -40,15 +51,25 @@ def naive_mixture(sample_probs: np.ndarray) -> np.ndarray:
 
 def _check_solution(mixture: np.ndarray, solver_name: str) -> np.ndarray:
     mixture = np.asarray(mixture, dtype=float)
-    if not np.all(np.isfinite(mixture)) or np.any(mixture < -1e-9):
+    if not np.all(np.isfinite(mixture)) or np.any(mixture < -1e-9) or mixture.sum() <= 0:
         raise RuntimeError(f"solver {solver_name!r} returned an invalid mixture {mixture}")
     mixture = np.clip(mixture, 0.0, None)
     return mixture / mixture.sum()
 
 
+def solve_once(
+    solver: Solver, reference: ReferencePredictions, sample_probs: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Build ``C`` and the priors from ``reference``, solve, and check the result."""
+    confusion = soft_confusion(reference.probs, reference.labels, n_classes)
+    counts = np.bincount(reference.labels, minlength=n_classes)
+    result = solver.solve(confusion, sample_probs, counts / counts.sum(), reference)
+    return _check_solution(result.mixture, type(solver).__name__), result.info
+
+
 def bootstrap_intervals(
     solver: Solver,
-    calibration: Calibration,
+    reference: ReferencePredictions,
     sample_probs: np.ndarray,
     n_resamples: int,
     level: float,
@@ -60,17 +81,18 @@ def bootstrap_intervals(
     Each resample draws the target samples with replacement and, within each
     domain, the reference chunks' out-of-fold predictions, so the intervals
     cover both the sampling noise of ``p̄`` and the estimation noise of ``C``.
+    The solver gets the resampled reference predictions too, so a calibration
+    map that it fits on them is refitted in every resample.
     """
     rng = np.random.default_rng(seed)
-    n_classes = len(calibration.domains)
-    by_domain = [np.flatnonzero(calibration.labels == k) for k in range(n_classes)]
+    n_classes = sample_probs.shape[1]
+    by_domain = [np.flatnonzero(reference.labels == k) for k in range(n_classes)]
     estimates = np.empty((n_resamples, n_classes))
     for b in range(n_resamples):
         probs = sample_probs[rng.integers(0, len(sample_probs), len(sample_probs))]
         rows = np.concatenate([rng.choice(ix, len(ix)) for ix in by_domain if len(ix)])
-        confusion = soft_confusion(calibration.oof_probs[rows], calibration.labels[rows], n_classes)
-        result = solver.solve(confusion, probs, calibration.priors)
-        estimates[b] = _check_solution(result.mixture, type(solver).__name__)
+        resampled = ReferencePredictions(reference.probs[rows], reference.labels[rows])
+        estimates[b], _ = solve_once(solver, resampled, probs, n_classes)
         if on_resample is not None:
             on_resample()
     alpha = (1.0 - level) / 2.0
@@ -78,42 +100,48 @@ def bootstrap_intervals(
     return interval, estimates
 
 
-def diagnose(
-    calibration: Calibration, sample_probs: np.ndarray, mixture: np.ndarray
-) -> dict[str, Any]:
-    """Return the numbers that say how far the estimate can be trusted."""
-    confusion = calibration.confusion
-    singular_values = np.linalg.svd(confusion, compute_uv=False)
-    p_bar = sample_probs.mean(axis=0)
-    domains = calibration.domains
-    pairs = []
-    for i in range(len(domains)):
-        for j in range(i + 1, len(domains)):
-            mutual = float(confusion[i, j] + confusion[j, i])
-            if mutual > CONFUSED_PAIR_THRESHOLD:
-                pairs.append({"domains": [domains[i], domains[j]], "confusion": mutual})
-    pairs.sort(key=lambda pair: -pair["confusion"])
-    smallest = float(singular_values[-1])
-    return {
-        "condition_number": float(singular_values[0] / smallest) if smallest > 0 else None,
-        "smallest_singular_value": smallest,
-        "residual_norm": float(np.linalg.norm(confusion.T @ mixture - p_bar)),
-        "reference_accuracy": calibration.accuracy,
-        "probabilistic_naive": dict(zip(domains, p_bar.tolist())),
-        "confused_pairs": pairs,
-    }
+def merge_domains(
+    domains: Sequence[str], groups: Sequence[Sequence[str]]
+) -> tuple[list[str], np.ndarray]:
+    """Return the coarse domain names and the ``(K, M)`` 0/1 matrix that maps domains to them.
+
+    Each group becomes one coarse domain named by its members joined with
+    ``+``; a domain in no group stays on its own. Coarse domains are ordered by
+    their first member's position in ``domains``.
+
+    Raises:
+        InvalidInputError: if a group names an unknown domain, a domain is in
+            two groups, or a group is empty.
+    """
+    index = {domain: i for i, domain in enumerate(domains)}
+    owner = list(range(len(domains)))
+    seen: set[str] = set()
+    for group in groups:
+        if not group:
+            raise InvalidInputError("config key 'merge' has an empty group; remove it")
+        for domain in group:
+            if domain not in index:
+                raise InvalidInputError(
+                    f"config key 'merge' names unknown domain {domain!r}; "
+                    f"allowed: {', '.join(domains)}"
+                )
+            if domain in seen:
+                raise InvalidInputError(
+                    f"config key 'merge' puts domain {domain!r} in two groups; keep one"
+                )
+            seen.add(domain)
+        first = min(index[d] for d in group)
+        for domain in group:
+            owner[index[domain]] = first
+    leaders = sorted(set(owner))
+    names = ["+".join(d for d, o in zip(domains, owner) if o == leader) for leader in leaders]
+    mapping = np.zeros((len(domains), len(leaders)))
+    for i, leader in enumerate(owner):
+        mapping[i, leaders.index(leader)] = 1.0
+    return names, mapping
 
 
-def estimate_mixture(
-    solver: Solver,
-    calibration: Calibration,
-    sample_probs: np.ndarray,
-    n_resamples: int,
-    level: float,
-    seed: int,
-    on_resample: Callable[[], None] | None = None,
-) -> Estimate:
-    """Solve for the mixture, bootstrap its intervals and diagnose it."""
+def _check_sample_probs(calibration: Calibration, sample_probs: np.ndarray) -> None:
     n_samples, n_classes = sample_probs.shape
     if n_classes != len(calibration.domains):
         raise InvalidInputError(
@@ -128,13 +156,78 @@ def estimate_mixture(
         logger.warning(
             "only %d samples for %d domains: the estimate is unreliable", n_samples, n_classes
         )
-    result = solver.solve(calibration.confusion, sample_probs, calibration.priors)
-    mixture = _check_solution(result.mixture, type(solver).__name__)
-    interval = None
+
+
+def _solve_merged(
+    solver: Solver,
+    calibration: Calibration,
+    sample_probs: np.ndarray,
+    groups: Sequence[Sequence[str]],
+    bootstrap: tuple[int, float, int],
+) -> dict[str, Any]:
+    names, mapping = merge_domains(calibration.domains, groups)
+    labels = mapping[calibration.labels].argmax(axis=1)
+    reference = ReferencePredictions(calibration.oof_probs @ mapping, labels)
+    probs = sample_probs @ mapping
+    mixture, info = solve_once(solver, reference, probs, len(names))
+    merged: dict[str, Any] = {
+        "groups": [list(group) for group in groups],
+        "domains": names,
+        "estimate": dict(zip(names, mixture.tolist())),
+        "interval": None,
+        "solver": info,
+    }
+    n_resamples, level, seed = bootstrap
     if n_resamples > 0:
-        interval, _ = bootstrap_intervals(
-            solver, calibration, sample_probs, n_resamples, level, seed, on_resample
+        interval, _ = bootstrap_intervals(solver, reference, probs, n_resamples, level, seed)
+        merged["interval"] = {name: bounds.tolist() for name, bounds in zip(names, interval)}
+    return merged
+
+
+def estimate_mixture(
+    solver: Solver,
+    calibration: Calibration,
+    sample_probs: np.ndarray,
+    n_resamples: int,
+    level: float,
+    seed: int,
+    on_resample: Callable[[], None] | None = None,
+    merge: Sequence[Sequence[str]] | str | None = None,
+) -> Estimate:
+    """Solve for the mixture, bootstrap its intervals and diagnose it.
+
+    Args:
+        merge: ``None``; a list of domain groups to solve again at the coarser
+            level; or ``"suggested"`` for the groups in
+            ``diagnostics["merge_groups"]``, found in the structure of ``C``. The coarse result goes
+            into ``diagnostics["merged"]``, beside the full-resolution one.
+    """
+    _check_sample_probs(calibration, sample_probs)
+    n_classes = len(calibration.domains)
+    reference = ReferencePredictions(calibration.oof_probs, calibration.labels)
+    mixture, info = solve_once(solver, reference, sample_probs, n_classes)
+    interval = estimates = None
+    if n_resamples > 0:
+        interval, estimates = bootstrap_intervals(
+            solver, reference, sample_probs, n_resamples, level, seed, on_resample
         )
     diagnostics = diagnose(calibration, sample_probs, mixture)
-    diagnostics["solver"] = result.info
+    diagnostics["solver"] = info
+    bound = cramer_rao_std(sample_probs, calibration.priors, mixture)
+    diagnostics["cramer_rao_std"] = dict(zip(calibration.domains, bound.tolist()))
+    if estimates is not None:
+        spread = estimates.std(axis=0, ddof=1) if n_resamples > 1 else np.zeros(n_classes)
+        diagnostics["bootstrap_std"] = dict(zip(calibration.domains, spread.tolist()))
+        diagnostics["wide_intervals"] = wide_interval_notes(
+            calibration.domains, mixture, interval, len(sample_probs)
+        )
+    diagnostics["label_shift"] = label_shift_check(calibration, sample_probs, mixture)
+    if merge == "suggested":
+        groups = diagnostics["merge_groups"]
+    else:
+        groups = merge
+    if groups:
+        diagnostics["merged"] = _solve_merged(
+            solver, calibration, sample_probs, groups, (n_resamples, level, seed)
+        )
     return Estimate(mixture, naive_mixture(sample_probs), interval, diagnostics)

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import cached_property
@@ -31,7 +32,7 @@ from .metrics import compare_mixtures
 from .paths import cache_dir
 from .registry import Registry, default_registry
 from .report import build_result, write_report
-from .sampling import draw_samples, read_samples
+from .sampling import decoding_diagnostics, draw_samples, read_samples
 from .storage import atomic_write_json
 from .taxonomy import Taxonomy, resolve_taxonomy
 
@@ -259,13 +260,24 @@ class Run:
         )
         seed = int(getattr(sampler.options, "seed", 0))
         with tqdm(total=sampler.n_samples, initial=existing, desc="sample", unit="sample") as bar:
+            started = time.perf_counter()
+            total_tokens = 0
 
             def on_batch(count: int, tokens: int) -> None:
+                nonlocal total_tokens
+                total_tokens += tokens
                 bar.update(count)
-                bar.set_postfix(tokens=tokens)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(f"{total_tokens / elapsed:.1f} tokens/s")
 
             records = draw_samples(sampler, samples_path, seed, on_batch)
-        self._update_manifest("sample", {"n_samples": len(records)})
+        details: dict[str, Any] = {"n_samples": len(records), "drawn": len(records) - existing}
+        usage = sampler.usage()
+        if usage:
+            # Counts only this process's requests, so a resumed run records
+            # the usage of the samples it drew after the restart.
+            details["usage"] = usage
+        self._update_manifest("sample", details)
         return records
 
     # Classify and solve
@@ -346,10 +358,18 @@ class Run:
                 bootstrap.level,
                 bootstrap.seed,
                 on_resample=bar.update,
+                merge=self.config.merge,
             )
         generation = self._generation_diagnostics(records, estimate.mixture)
         if generation:
             estimate.diagnostics["generation"] = generation
+        estimate.diagnostics["decoding"] = decoding_diagnostics(self.make_sampler().decoding())
+        if estimate.diagnostics["decoding"]["truncated"]:
+            logger.warning(
+                "the samples were drawn with truncated decoding (%s), which shifts the "
+                "sampled mixture towards the model's most likely domains",
+                "; ".join(estimate.diagnostics["decoding"]["reasons"]),
+            )
         result = build_result(
             taxonomy=self.taxonomy.name,
             domains=calibration.domains,

@@ -92,28 +92,80 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {key} | {value:.4f} | {result['naive_metrics'][key]:.4f} |")
     diagnostics = result["diagnostics"]
     lines += ["", "## Diagnostics", ""]
-    condition = diagnostics.get("condition_number")
-    lines.append(
-        f"- condition number of C: {condition:.2f}"
-        if condition
-        else "- C is singular: some domains cannot be told apart"
-    )
-    lines.append(f"- residual ‖Cᵀπ − p̄‖: {diagnostics['residual_norm']:.4g}")
-    lines.append(
-        f"- out-of-fold accuracy on reference text: {diagnostics['reference_accuracy']:.3f}"
-    )
-    for pair in diagnostics.get("confused_pairs", []):
-        first, second = pair["domains"]
-        lines.append(
-            f"- {first} and {second} are confused ({pair['confusion']:.2f}); consider merging them"
-        )
+    lines += _diagnostic_lines(diagnostics)
     generation = diagnostics.get("generation")
     if generation:
         lines.append(
             f"- the target's own domain tags give the generated mixture; overlap of the "
             f"estimate with it: {generation['overlap_accuracy']:.4f}"
         )
+    lines += _merged_lines(diagnostics.get("merged"), level)
     return "\n".join(lines) + "\n"
+
+
+def _diagnostic_lines(diagnostics: dict[str, Any]) -> list[str]:
+    lines = []
+    condition = diagnostics.get("condition_number")
+    smallest = diagnostics.get("smallest_singular_value")
+    if condition:
+        lines.append(
+            f"- condition number of C: {condition:.2f}; smallest singular value: {smallest:.3g}"
+        )
+    else:
+        lines.append("- C is singular: some domains cannot be told apart")
+    lines.append(f"- residual ‖Cᵀπ − p̄‖: {diagnostics['residual_norm']:.4g}")
+    lines.append(
+        f"- out-of-fold accuracy on reference text: {diagnostics['reference_accuracy']:.3f}"
+    )
+    for pair in diagnostics.get("confused_pairs", []):
+        first, second = pair["domains"]
+        lines.append(f"- {first} and {second} are confused ({pair['confusion']:.2f})")
+    for group in diagnostics.get("merge_groups", []):
+        lines.append(
+            f"- suggested merge: {', '.join(group)} (set `merge: suggested` to solve at that level)"
+        )
+    for note in diagnostics.get("wide_intervals", []):
+        lines.append(
+            f"- {note['domain']}: the interval is {_percent(note['width'])} points wide, too "
+            f"wide to be useful; about {note['samples_needed']} samples would narrow it to "
+            f"{_percent(note['useful_width'])} points if the samples' noise dominates"
+        )
+    for domain in diagnostics.get("label_shift", {}).get("shifted_domains", []):
+        lines.append(
+            f"- WARNING: the samples assigned to {domain} do not look like its reference "
+            "texts to the classifier, so the label-shift assumption may fail for it and its "
+            "share may be off"
+        )
+    bound = diagnostics.get("cramer_rao_std")
+    spread = diagnostics.get("bootstrap_std")
+    if bound:
+        lines += [
+            "",
+            "| domain | Cramér–Rao std % | bootstrap std % |",
+            "| --- | ---: | ---: |",
+        ]
+        for domain, value in bound.items():
+            shown = _percent(spread[domain]) if spread else ""
+            lines.append(f"| {domain} | {_percent(value)} | {shown} |")
+    return lines
+
+
+def _merged_lines(merged: dict[str, Any] | None, level: int) -> list[str]:
+    if not merged:
+        return []
+    lines = [
+        "",
+        "## Merged domains",
+        "",
+        f"| domain | estimate % | {level}% interval |",
+        "| --- | ---: | ---: |",
+    ]
+    interval = merged["interval"] or {}
+    for domain in merged["domains"]:
+        bounds = interval.get(domain)
+        shown = f"{_percent(bounds[0])}–{_percent(bounds[1])}" if bounds else ""
+        lines.append(f"| {domain} | {_percent(merged['estimate'][domain])} | {shown} |")
+    return lines
 
 
 def render_chart(result: dict[str, Any]) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 from .components import Sampler, SampleRequest
 from .errors import RunDirectoryError
 
-__all__ = ["append_samples", "draw_samples", "read_samples"]
+__all__ = ["append_samples", "decoding_diagnostics", "draw_samples", "read_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +98,30 @@ def draw_samples(
         if on_batch is not None:
             on_batch(len(fresh), sum(r["n_tokens"] for r in fresh))
     return records[:target] if len(records) > target else records
+
+
+def decoding_diagnostics(settings: dict[str, Any]) -> dict[str, Any]:
+    """Describe whether the decoding ``settings`` truncate the model's distribution.
+
+    A temperature below 1, top-k, top-p below 1 or min-p sharpen the
+    distribution towards its most likely tokens, which shifts the sampled
+    mixture towards the model's most likely domains.
+
+    Returns:
+        ``{"settings", "truncated", "reasons"}``, where ``reasons`` lists each
+        setting that truncates.
+    """
+    reasons = []
+    temperature = settings.get("temperature")
+    if temperature is not None and temperature < 1:
+        reasons.append(f"temperature {temperature:g} is below 1")
+    top_k = settings.get("top_k")
+    if top_k is not None and top_k > 0:
+        reasons.append(f"top_k {top_k} keeps only the {top_k} most likely tokens")
+    top_p = settings.get("top_p")
+    if top_p is not None and top_p < 1:
+        reasons.append(f"top_p {top_p:g} is below 1")
+    min_p = settings.get("min_p")
+    if min_p is not None and min_p > 0:
+        reasons.append(f"min_p {min_p:g} is above 0")
+    return {"settings": settings, "truncated": bool(reasons), "reasons": reasons}

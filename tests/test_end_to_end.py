@@ -86,6 +86,7 @@ def test_result_follows_contract(audit_run):
         assert 0 <= low <= 1
     assert set(result["metrics"]) == {"overlap_accuracy", "mae", "r2", "kl"}
     assert result["diagnostics"]["condition_number"] > 1
+    assert result["diagnostics"]["decoding"]["truncated"] is False
 
 
 def test_estimate_is_close_to_truth(audit_run):

@@ -96,3 +96,29 @@ def test_duplicate_id_is_an_error(tmp_path):
     path.write_text(json.dumps(record) + "\n" + json.dumps(record) + "\n")
     with pytest.raises(RunDirectoryError, match="sample id 1"):
         read_samples(path)
+
+
+def test_decoding_unbiased_not_flagged():
+    from llmsurgeon_core.sampling import decoding_diagnostics
+
+    diagnostics = decoding_diagnostics({"temperature": 1.0, "top_k": 0, "top_p": 1.0})
+    assert diagnostics["truncated"] is False
+    assert diagnostics["reasons"] == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"temperature": 0.8}, "temperature 0.8 is below 1"),
+        ({"top_k": 50}, "top_k 50"),
+        ({"top_p": 0.95}, "top_p 0.95 is below 1"),
+        ({"min_p": 0.05}, "min_p 0.05 is above 0"),
+    ],
+)
+def test_decoding_truncation_flagged(settings, reason):
+    from llmsurgeon_core.sampling import decoding_diagnostics
+
+    diagnostics = decoding_diagnostics(settings)
+    assert diagnostics["truncated"] is True
+    assert diagnostics["reasons"][0].startswith(reason)
+    assert diagnostics["settings"] == settings

@@ -74,6 +74,16 @@ class HFSamplerOptions(ComponentOptions):
         description="Neutral prompts, cycled by sample index when prompt is 'neutral'; "
         "empty uses whitespace openings (empty, newline, blank line, space).",
     )
+    prompts_file: str | None = Field(
+        None,
+        description="File of prompts used in place of `prompts`: one per line, or for a .jsonl "
+        "file one JSON string or object with a 'prompt' key per line.",
+    )
+    revision: str | None = Field(
+        None,
+        description="Hub revision (branch, tag or commit) of `model`, to audit one training "
+        "checkpoint; ignored for a local directory.",
+    )
     device: str = Field(
         "cpu",
         pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
@@ -91,8 +101,12 @@ class HFSamplerOptions(ComponentOptions):
                 "set exactly one of model (a model directory or hub id) and train "
                 "(options of a target to train)"
             )
-        if self.prompts and self.prompt != "neutral":
+        if (self.prompts or self.prompts_file) and self.prompt != "neutral":
             raise ValueError("prompts are set but prompt is 'bos'; set prompt to 'neutral'")
+        if self.prompts and self.prompts_file:
+            raise ValueError("set at most one of prompts and prompts_file")
+        if self.revision is not None and self.model is None:
+            raise ValueError("revision is set but model is not; a trained target has none")
         return self
 
 
@@ -118,6 +132,7 @@ class HFSampler(Sampler):
         self._eos_ids: set[int] = set()
         self._target: dict[str, Any] | None = None
         self._domain_by_token_id: dict[int, str] = {}
+        self._prompts: tuple[str, ...] = tuple(options.prompts) or DEFAULT_NEUTRAL_PROMPTS
 
     @property
     def n_samples(self) -> int:
@@ -142,6 +157,8 @@ class HFSampler(Sampler):
         if self.options.train is not None:
             self._model_path = str(self._cached_target(Path(cache_dir), self.options.train))
         assert self._model_path is not None  # guaranteed by HFSamplerOptions._check_source
+        if self.options.prompts_file is not None:
+            self._prompts = read_prompts_file(Path(self.options.prompts_file))
         self._load(self._model_path)
 
     def _cached_target(self, cache_dir: Path, training: TargetTraining) -> Path:
@@ -163,9 +180,10 @@ class HFSampler(Sampler):
 
         device = self._resolve_device()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            revision = {} if self.options.revision is None else {"revision": self.options.revision}
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, **revision)
             model = AutoModelForCausalLM.from_pretrained(
-                path, trust_remote_code=False, **_dtype_argument(self.options.dtype)
+                path, trust_remote_code=False, **revision, **_dtype_argument(self.options.dtype)
             )
         except (OSError, ValueError) as error:
             raise ConfigError(
@@ -260,8 +278,7 @@ class HFSampler(Sampler):
     def _prompt_for(self, index: int) -> str:
         if self.options.prompt == "bos":
             return ""
-        prompts = self.options.prompts or DEFAULT_NEUTRAL_PROMPTS
-        return prompts[index % len(prompts)]
+        return self._prompts[index % len(self._prompts)]
 
     def _generate_batch(self, prompts: list[str]) -> list[GeneratedText]:
         import torch
@@ -326,12 +343,55 @@ class HFSampler(Sampler):
         protocol["device_resolved"] = self._device
         protocol["torch"] = metadata.version("torch")
         protocol["transformers"] = metadata.version("transformers")
+        if self.options.prompt == "neutral":
+            protocol["prompts_used"] = list(self._prompts)
         if self._target is not None:
             protocol["target"] = {
                 key: self._target.get(key)
                 for key in ("taxonomy", "mixture", "mixture_trained", "first_token_mixture")
             }
         return protocol
+
+
+def read_prompts_file(path: Path) -> tuple[str, ...]:
+    """Read prompts from a text file (one per line) or a JSONL file of strings or objects.
+
+    Raises:
+        ConfigError: if the file is missing, malformed or contains no prompt.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"cannot read sampler option prompts_file {str(path)!r}: {error}; "
+            "set it to a UTF-8 text or JSONL file"
+        ) from None
+    if path.suffix.lower() != ".jsonl":
+        prompts = tuple(lines)
+    else:
+        prompts = tuple(
+            _jsonl_prompt(line, path, number)
+            for number, line in enumerate(lines, start=1)
+            if line.strip()
+        )
+    if not prompts:
+        raise ConfigError(f"sampler option prompts_file {str(path)!r} contains no prompts")
+    return prompts
+
+
+def _jsonl_prompt(line: str, path: Path, number: int) -> str:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        value = value.get("prompt")
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"{str(path)!r} line {number} is neither a JSON string nor an object with a "
+            "string 'prompt'; fix that line"
+        )
+    return value
 
 
 def _batch_seed(request: SampleRequest) -> int:

@@ -349,3 +349,81 @@ def test_missing_cuda_rejected(tiny_target: Path, tmp_path: Path) -> None:
         pytest.skip("a CUDA device is available")
     with pytest.raises(ConfigError, match="no CUDA device"):
         make_sampler(tiny_target, tmp_path, device="cuda")
+
+
+# Prompt files and revisions
+
+
+def test_prompts_file_text_lines(tiny_target: Path, tmp_path: Path) -> None:
+    path = tmp_path / "prompts.txt"
+    path.write_text("The\nWe the people\n\n", encoding="utf-8")
+    sampler = make_sampler(
+        tiny_target, tmp_path, max_new_tokens=3, prompt="neutral", prompts_file=str(path)
+    )
+    generated = sampler.generate(SampleRequest(indices=[0, 1, 2, 3], seed=0))
+    assert [sample.prompt for sample in generated] == ["The", "We the people", "", "The"]
+    assert sampler.protocol()["prompts_used"] == ["The", "We the people", ""]
+
+
+def test_prompts_file_jsonl(tiny_target: Path, tmp_path: Path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('"line\\none"\n{"prompt": "Two"}\n', encoding="utf-8")
+    sampler = make_sampler(
+        tiny_target, tmp_path, max_new_tokens=3, prompt="neutral", prompts_file=str(path)
+    )
+    generated = sampler.generate(SampleRequest(indices=[0, 1], seed=0))
+    assert [sample.prompt for sample in generated] == ["line\none", "Two"]
+
+
+def test_prompts_file_malformed_rejected(tiny_target: Path, tmp_path: Path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"text": "no prompt key"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 1 is neither"):
+        make_sampler(tiny_target, tmp_path, prompt="neutral", prompts_file=str(path))
+
+
+def test_prompts_file_missing_rejected(tiny_target: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read sampler option prompts_file"):
+        make_sampler(tiny_target, tmp_path, prompt="neutral", prompts_file=str(tmp_path / "x"))
+
+
+def test_options_reject_prompts_and_file() -> None:
+    with pytest.raises(ValidationError, match="at most one of prompts"):
+        HFSampler.Options.model_validate(
+            {"model": "gpt2", "prompt": "neutral", "prompts": ["a"], "prompts_file": "p.txt"}
+        )
+
+
+def test_revision_passed_to_loaders(
+    tiny_target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    seen = []
+    for name in ("AutoTokenizer", "AutoModelForCausalLM"):
+        loader = getattr(transformers, name)
+        original = loader.from_pretrained
+
+        def recording(*args: object, _original=original, **kwargs: object) -> object:
+            seen.append(kwargs.get("revision"))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(loader, "from_pretrained", recording)
+    sampler = make_sampler(tiny_target, tmp_path, revision="step-1000")
+    assert seen == ["step-1000", "step-1000"]
+    assert sampler.protocol()["revision"] == "step-1000"
+
+
+def test_decoding_settings_reported(tiny_target: Path, tmp_path: Path) -> None:
+    from llmsurgeon_core.sampling import decoding_diagnostics
+
+    plain = HFSampler(HFSampler.Options(model="gpt2")).decoding()
+    assert plain == {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    assert decoding_diagnostics(plain)["truncated"] is False
+    truncated = HFSampler(HFSampler.Options(model="gpt2", top_k=40, temperature=0.7)).decoding()
+    diagnostics = decoding_diagnostics(truncated)
+    assert diagnostics["truncated"] is True
+    assert diagnostics["reasons"] == [
+        "temperature 0.7 is below 1",
+        "top_k 40 keeps only the 40 most likely tokens",
+    ]

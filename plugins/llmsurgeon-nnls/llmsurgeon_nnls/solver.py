@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from llmsurgeon_core import ComponentOptions, Solver, SolveResult
+from llmsurgeon_core import ComponentOptions, ReferencePredictions, Solver, SolveResult
 
 __all__ = ["NNLSSolver", "solve_simplex_least_squares"]
 
@@ -72,11 +72,12 @@ class NNLSSolver(Solver):
         confusion: np.ndarray,
         sample_probs: np.ndarray,
         reference_priors: np.ndarray,
+        reference: ReferencePredictions | None = None,
     ) -> SolveResult:
         """Estimate the mixture from ``p_bar = sample_probs.mean(axis=0)``.
 
         ``reference_priors`` is validated but not used, because least squares
-        needs no prior.
+        needs no prior, and ``reference`` is ignored.
 
         Raises:
             ValueError: if an array has the wrong shape or a non-finite value.

@@ -1,0 +1,309 @@
+"""Semi-synthetic and speed benchmark of the mixture solvers, with QuaPy side by side.
+
+Run with the benchmark extra installed (``pip install quapy``):
+
+    python benchmarks/solvers.py --out docs/benchmarks.md
+
+Protocol: the reference chunks of a taxonomy are scored out of fold by the
+``tfidf`` classifier and split in half per domain. One half is the
+calibration (``C``, priors, reference predictions); from the other half,
+each trial draws a mixture uniformly from the simplex and then ``n`` chunks
+at that mixture, whose out-of-fold probabilities are the samples. Every
+solver, ours and QuaPy's, sees the identical posteriors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llmsurgeon_core import ReferenceCorpus, ReferencePredictions, load_registry
+from llmsurgeon_core.calibration import cross_fit
+from llmsurgeon_core.corpus import build_reference_corpus, chunk_text
+from llmsurgeon_core.diagnostics import cramer_rao_std
+from llmsurgeon_core.estimation import bootstrap_intervals, solve_once
+from llmsurgeon_core.taxonomy import resolve_taxonomy
+
+OURS = ["nnls", "cvxpy", "em-bbse", "cc", "pcc", "bbse", "rlls"]
+PACKAGES = [
+    "numpy",
+    "scipy",
+    "sklearn",
+    "torch",
+    "transformers",
+    "matplotlib",
+    "pandas",
+    "sympy",
+    "cvxpy",
+    "hypothesis",
+    "pydantic",
+    "huggingface_hub",
+    "datasets",
+    "click",
+    "jinja2",
+    "fontTools",
+    "PIL",
+    "pip",
+    "setuptools",
+    "quapy",
+    "joblib",
+    "networkx",
+]
+
+
+def solver(name: str):
+    cls = load_registry().get("solver", name).obj
+    return cls(cls.Options())
+
+
+def score(corpus: ReferenceCorpus, seed: int) -> np.ndarray:
+    cls = load_registry().get("classifier", "tfidf").obj
+    return cross_fit(lambda: cls(cls.Options()), corpus, 5, seed)
+
+
+def demo_pool() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    corpus = build_reference_corpus(resolve_taxonomy("demo"), 600, 48, 0, 5, 8)
+    return score(corpus, 0), corpus.labels, list(corpus.domains)
+
+
+def package_pool(k: int, per_domain: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Chunk the Python source of ``k`` installed packages, one domain per package."""
+    site = Path(np.__file__).parents[1]
+    rng = np.random.default_rng(0)
+    texts, labels, domains = [], [], []
+    for name in PACKAGES:
+        files = sorted((site / name).rglob("*.py"))
+        if len(files) < 20:
+            continue
+        chunks = []
+        for path in rng.permutation(files)[:200]:
+            chunks += chunk_text(path.read_text(errors="replace"), 48)[:4]
+        if len(chunks) < per_domain:
+            continue
+        picked = rng.choice(len(chunks), per_domain, replace=False)
+        texts += [chunks[i] for i in picked]
+        labels += [len(domains)] * per_domain
+        domains.append(name)
+        if len(domains) == k:
+            break
+    corpus = ReferenceCorpus(texts=texts, labels=np.array(labels), domains=domains)
+    return score(corpus, 0), corpus.labels, domains
+
+
+def scored_classifier(k: int):
+    """Return a fitted stand-in classifier, so that QuaPy aggregates precomputed posteriors."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class ScoredClassifier(ClassifierMixin, BaseEstimator):
+        def fit(self, x, y):
+            return self
+
+        def predict_proba(self, x):
+            return x
+
+    classifier = ScoredClassifier()
+    classifier.classes_ = np.arange(k)
+    return classifier
+
+
+def quapy_methods(reference: ReferencePredictions, k: int, pacc_only: bool = False) -> dict:
+    import quapy as qp
+
+    qp.environ["SAMPLE_SIZE"] = 100
+    from quapy.method.aggregative import EMQ, PACC, KDEyML
+
+    methods = {}
+    pacc = PACC(scored_classifier(k), fit_classifier=False, val_split=None)
+    pacc.aggregation_fit(reference.probs, reference.labels)
+    methods["quapy PACC"] = pacc.aggregate
+    if pacc_only:
+        return methods
+    for calib in (None, "bcts"):
+        emq = EMQ(scored_classifier(k), fit_classifier=False, val_split=None, calib=calib)
+        emq.aggregation_fit(reference.probs, reference.labels)
+        emq.train_prevalence = np.bincount(reference.labels, minlength=k) / len(reference.labels)
+        methods[f"quapy EMQ{'-BCTS' if calib else ''}"] = emq.aggregate
+    kdey = KDEyML(scored_classifier(k), fit_classifier=False, val_split=None, bandwidth=0.1)
+    kdey.aggregation_fit(reference.probs, reference.labels)
+    methods["quapy KDEy"] = kdey.aggregate
+    return methods
+
+
+def tight_emq(priors: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Run QuaPy's EM routine to a tolerance of 1e-12 (its default stops at 1e-4)."""
+    from quapy.method.aggregative import EMQ
+
+    default_cap, EMQ.MAX_ITER = EMQ.MAX_ITER, 100_000
+    try:
+        return EMQ.EM(priors, samples, 1e-12)[0]
+    finally:
+        EMQ.MAX_ITER = default_cap
+
+
+def split(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    calibration, pool = [], []
+    for k in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == k))
+        calibration += list(rows[: len(rows) // 2])
+        pool += list(rows[len(rows) // 2 :])
+    return np.array(calibration), np.array(pool)
+
+
+def bound_trace(pool_probs, pool_labels, priors, mixture, n) -> float:
+    """Return the trace of the Cramér–Rao bound at ``mixture`` for ``n`` samples."""
+    # Weight each pool chunk so that the pool represents the target at ``mixture``.
+    counts = np.bincount(pool_labels, minlength=len(mixture))
+    weights = mixture[pool_labels] / counts[pool_labels]
+    rows = np.random.default_rng(0).choice(len(pool_labels), 20_000, p=weights / weights.sum())
+    return float(np.sum(cramer_rao_std(pool_probs[rows], priors, mixture, n) ** 2))
+
+
+def protocol(probs, labels, n_trials, n_samples, n_coverage, n_resamples, level, seed):
+    rng = np.random.default_rng(seed)
+    calibration_rows, pool_rows = split(labels, rng)
+    k = probs.shape[1]
+    reference = ReferencePredictions(probs[calibration_rows], labels[calibration_rows])
+    priors = np.bincount(reference.labels, minlength=k) / len(reference.labels)
+    pool_probs, pool_labels = probs[pool_rows], labels[pool_rows]
+    by_domain = [np.flatnonzero(pool_labels == i) for i in range(k)]
+    ours = {name: solver(name) for name in OURS}
+    theirs = quapy_methods(reference, k)
+    errors = {name: [] for name in [*ours, *theirs]}
+    overlaps = {name: [] for name in errors}
+    covered = {name: [] for name in ours}
+    squared = {name: [] for name in errors}
+    bounds, agreement = [], {"nnls": [], "cvxpy": [], "em-bbse none": []}
+    for trial in range(n_trials):
+        mixture = rng.dirichlet(np.ones(k))
+        drawn = rng.choice(k, n_samples, p=mixture)
+        rows = np.array([rng.choice(by_domain[d]) for d in drawn])
+        samples = pool_probs[rows]
+        estimates = {}
+        for name, method in ours.items():
+            estimates[name], _ = solve_once(method, reference, samples, k)
+            if trial < n_coverage:
+                interval, _ = bootstrap_intervals(
+                    method, reference, samples, n_resamples, level, seed + trial
+                )
+                covered[name] += list((interval[:, 0] <= mixture) & (mixture <= interval[:, 1]))
+        for name, method in theirs.items():
+            estimates[name] = np.asarray(method(samples))
+        em_plain = load_registry().get("solver", "em-bbse").obj
+        plain = em_plain(em_plain.Options(calibration="none", tolerance=1e-12, start="reference"))
+        plain_estimate, _ = solve_once(plain, reference, samples, k)
+        agreement["em-bbse none"].append(np.abs(plain_estimate - tight_emq(priors, samples)).max())
+        for name in ("nnls", "cvxpy"):
+            agreement[name].append(np.abs(estimates[name] - estimates["quapy PACC"]).max())
+        for name, estimate in estimates.items():
+            errors[name].append(np.abs(estimate - mixture).mean())
+            overlaps[name].append(np.minimum(estimate, mixture).sum())
+            squared[name].append(np.sum((estimate - mixture) ** 2))
+        bounds.append(bound_trace(pool_probs, pool_labels, priors, mixture, n_samples))
+    rows = []
+    for name in errors:
+        coverage = 100 * np.mean(covered[name]) if covered.get(name) else None
+        ratio = np.sqrt(np.mean(squared[name]) / np.mean(bounds))
+        rows.append((name, np.mean(errors[name]), np.mean(overlaps[name]), coverage, ratio))
+    return rows, {name: float(np.max(v)) for name, v in agreement.items()}
+
+
+def speed(k, n_samples, n_resamples, seed=0):
+    """Time each solver's estimate plus ``n_resamples`` bootstrap replicates."""
+    rng = np.random.default_rng(seed)
+    confusion = 0.6 * np.eye(k) + 0.4 * rng.dirichlet(np.ones(k), size=k)
+    labels = np.repeat(np.arange(k), 100)
+    reference = ReferencePredictions(
+        np.array([rng.dirichlet(30 * confusion[y]) for y in labels]), labels
+    )
+    mixture = rng.dirichlet(np.ones(k))
+    samples = np.array(
+        [rng.dirichlet(30 * confusion[y]) for y in rng.choice(k, n_samples, p=mixture)]
+    )
+    times = {}
+    start = time.perf_counter()
+    by_domain = [np.flatnonzero(labels == i) for i in range(k)]
+    for _ in range(n_resamples + 1):
+        rows = np.concatenate([rng.choice(ix, len(ix)) for ix in by_domain])
+        theirs = quapy_methods(
+            ReferencePredictions(reference.probs[rows], labels[rows]), k, pacc_only=True
+        )
+        theirs["quapy PACC"](samples[rng.integers(0, n_samples, n_samples)])
+    times["quapy PACC"] = time.perf_counter() - start
+    for name in OURS:
+        start = time.perf_counter()
+        solve_once(solver(name), reference, samples, k)
+        bootstrap_intervals(solver(name), reference, samples, n_resamples, 0.9, seed)
+        times[name] = time.perf_counter() - start
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--coverage-trials", type=int, default=40)
+    parser.add_argument("--resamples", type=int, default=100)
+    parser.add_argument("--speed-resamples", type=int, default=1000)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}."
+    ]
+    for label, pool in (
+        ("K = 5 (demo taxonomy)", demo_pool),
+        ("K = 20 (Python packages)", lambda: package_pool(20, 300)),
+    ):
+        started = time.perf_counter()
+        probs, labels, domains = pool()
+        rows, agreement = protocol(
+            probs, labels, args.trials, args.samples, args.coverage_trials, args.resamples, 0.9, 0
+        )
+        lines += [
+            "",
+            f"### {label}",
+            "",
+            f"{len(domains)} domains, {len(labels)} chunks, out-of-fold accuracy "
+            f"{np.mean(probs.argmax(1) == labels):.3f}; {args.trials} mixtures of {args.samples} "
+            f"samples; coverage of 90% intervals over {args.coverage_trials} mixtures x "
+            f"{len(domains)} domains with {args.resamples} resamples; "
+            f"{time.perf_counter() - started:.0f} s.",
+            "",
+            "| solver | MAE | overlap | coverage % | error / bound |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, mae, overlap, coverage, ratio in sorted(rows, key=lambda r: r[1]):
+            shown = "" if coverage is None else f"{coverage:.1f}"
+            lines.append(f"| {name} | {mae:.5f} | {overlap:.4f} | {shown} | {ratio:.2f} |")
+        lines += [
+            "",
+            "Largest difference over all mixtures: "
+            + ", ".join(
+                f"{name} vs QuaPy {'EMQ' if 'em' in name else 'PACC'} {value:.1e}"
+                for name, value in agreement.items()
+            ),
+        ]
+        print("\n".join(lines), flush=True)
+    times = speed(87, 10_000, args.speed_resamples)
+    lines += [
+        "",
+        f"### Speed: K = 87, 10,000 samples, {args.speed_resamples} bootstrap replicates",
+        "",
+        "| solver | seconds | ratio to QuaPy PACC |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, seconds in sorted(times.items(), key=lambda item: item[1]):
+        lines.append(f"| {name} | {seconds:.1f} | {seconds / times['quapy PACC']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Entry-point module that registers the ``cvxpy`` solver.
+
+CVXPY is imported only when a solve starts, so loading this plugin keeps the
+command line's start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llmsurgeon_core import hookimpl
+
+
+@hookimpl
+def register_solvers(register: Callable[[str, type], None]) -> None:
+    from .solver import CvxpySolver
+
+    register("cvxpy", CvxpySolver)
