@@ -4,7 +4,9 @@ For ``hf`` the bare call is a loop of ``model.generate`` plus ``batch_decode``
 over the same batches, seeds and settings. The sampler is timed alone
 (``HFSampler.generate``) and through ``draw_samples``, which also appends
 each batch to ``samples.jsonl`` and flushes it to disk. For ``vllm`` (only
-where vllm imports) the bare call is ``LLM.generate`` on the same prompts.
+where vllm imports) the bare call is ``LLM.generate`` on the same prompts,
+with one seeded ``SamplingParams`` per prompt as the sampler sends
+(``bare``) and with one for the whole batch (``bare_one_seed``).
 The variants run in turns, ``--repeats`` times, and the medians are compared.
 
     python benchmarks/sampler_overhead.py --batches 8 --batch-size 32 --tokens 64
@@ -127,27 +129,47 @@ def bench_vllm(args: argparse.Namespace, workdir: Path) -> dict[str, float] | No
         dtype="float32" if args.vllm_cpu else "auto",
         enforce_eager=args.vllm_cpu,
         max_model_len=256,
+        prompts=args.vllm_prompts,
     )
     sampler = VLLMSampler(options)
     sampler.prepare(workdir)
     engine = sampler.engine
     prompts = [sampler.prompt_input(i) for i in range(args.batch_size)]
 
-    def bare() -> int:
+    def bare(seed_each: bool) -> int:
         tokens = 0
         for batch in range(args.batches):
-            params = vllm.SamplingParams(
-                n=1, temperature=1.0, top_p=1.0, max_tokens=args.tokens, seed=batch
-            )
+            seeds = [batch * args.batch_size + i for i in range(args.batch_size)]
+            if seed_each:
+                params = [
+                    vllm.SamplingParams(temperature=1.0, max_tokens=args.tokens, seed=s)
+                    for s in seeds
+                ]
+            else:
+                params = vllm.SamplingParams(temperature=1.0, max_tokens=args.tokens, seed=batch)
             outputs = engine.generate(prompts, params, use_tqdm=False)
             tokens += sum(len(o.outputs[0].token_ids) for o in outputs)
         return tokens
+
+    requests = [
+        SampleRequest(indices=list(range(b * args.batch_size, (b + 1) * args.batch_size)), seed=0)
+        for b in range(args.batches)
+    ]
+
+    def generate_only() -> int:
+        return sum(s.n_tokens for r in requests for s in sampler.generate(r))
 
     def through_file() -> int:
         path = workdir / f"vllm-{time.monotonic_ns()}.jsonl"
         return sum(r["n_tokens"] for r in draw_samples(sampler, path, seed=0))
 
-    return run_turns({"bare": bare, "draw": through_file}, args.repeats)
+    variants = {
+        "bare": lambda: bare(seed_each=True),
+        "bare_one_seed": lambda: bare(seed_each=False),
+        "sampler": generate_only,
+        "draw": through_file,
+    }
+    return run_turns(variants, args.repeats)
 
 
 def run_turns(variants: dict, repeats: int) -> dict[str, float]:
@@ -173,12 +195,16 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--skip-hf", action="store_true", help="run only the vllm comparison")
     parser.add_argument("--vllm-model", help="model directory or id for the vllm comparison")
     parser.add_argument("--vllm-cpu", action="store_true", help="float32 and enforce_eager")
+    parser.add_argument(
+        "--vllm-prompts", nargs="+", default=[""], help="prompts of the vllm comparison"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
-        results = {"hf": bench_hf(args, workdir)}
+        results = {} if args.skip_hf else {"hf": bench_hf(args, workdir)}
         if args.vllm_model:
             results["vllm"] = bench_vllm(args, workdir)
     for name, rates in results.items():

@@ -47,7 +47,7 @@ class OpenAISamplerOptions(ComponentOptions):
     model: str = Field(description="Model name sent with every request.")
     api_key_env: str | None = Field(
         "OPENAI_API_KEY",
-        description="Name of the environment variable that holds the API key; the key itself "
+        description="Name of the environment variable that contains the API key; the key itself "
         "is never written to a file or log. Null sends a placeholder key, for local servers.",
     )
     endpoint: Literal["completions", "chat"] = Field(
@@ -98,7 +98,10 @@ class OpenAISamplerOptions(ComponentOptions):
         "dropped connections.",
     )
     backoff_initial: float = Field(
-        0.5, gt=0, description="Seconds of the first backoff; each retry doubles it."
+        0.5,
+        gt=0,
+        description="Seconds of the first backoff; each retry doubles it, and the wait is "
+        "drawn between half and all of it.",
     )
     backoff_max: float = Field(
         30.0,
@@ -322,7 +325,7 @@ class OpenAISampler(Sampler):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Return seconds to wait: ``Retry-After`` if sent, else exponential with full jitter."""
+        """Return seconds to wait: ``Retry-After`` if sent, else exponential backoff with jitter."""
         if retry_after is not None:
             return min(retry_after, self.options.max_retry_after)
         ceiling = min(self.options.backoff_max, self.options.backoff_initial * 2**attempt)

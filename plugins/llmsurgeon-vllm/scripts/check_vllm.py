@@ -62,7 +62,13 @@ def check(model: str, cpu: bool, workdir: Path) -> list[str]:
     )
     sampler = VLLMSampler(options)
     sampler.prepare(workdir)
+    try:
+        return _check_sampler(sampler, workdir)
+    finally:
+        sampler.close()
 
+
+def _check_sampler(sampler: VLLMSampler, workdir: Path) -> list[str]:
     failures = []
     full = draw_samples(sampler, workdir / "full.jsonl", seed=3)
     if [r["id"] for r in full] != list(range(24)):
