@@ -2,7 +2,7 @@
 
 Run with the benchmark extra installed (``pip install quapy``):
 
-    python benchmarks/solvers.py --out docs/benchmarks.md
+    python benchmarks/solvers.py --out docs/benchmarks-solvers.md
 
 Protocol: the reference chunks of a taxonomy are scored out of fold by the
 ``tfidf`` classifier and split in half per domain. One half is the
