@@ -367,3 +367,116 @@ def main() -> None:
         click.echo(f"error: {error}", err=True)
         sys.exit(2 if isinstance(error, InvalidInputError) else 1)
     cli()
+
+
+def _print_plan(plan: Any) -> None:
+    header = f"{'domain':<16}{'assumed':>9}{'bound std':>11}{'needed n':>10}{'simulated':>11}"
+    click.echo(header)
+    for row in plan.domains:
+        simulated = "-" if row.simulated_width is None else f"{100 * row.simulated_width:.2f}%"
+        bound = "-" if row.bound_std is None else f"{100 * row.bound_std:.2f}%"
+        needed = "-" if row.samples_needed is None else str(row.samples_needed)
+        click.echo(
+            f"{row.domain:<16}{100 * row.share:>8.1f}%{bound:>11}{needed:>10}{simulated:>11}"
+        )
+    click.echo(
+        f"samples needed: {plan.n_samples} for intervals at most {100 * plan.width:g} "
+        f"percentage points wide at level {plan.level:g}"
+    )
+    if plan.domains_over_width:
+        click.echo(
+            f"simulated intervals of {', '.join(plan.domains_over_width)} are wider than "
+            "--width at that count: the calibration's noise does not shrink with more samples, "
+            "so raise reference.max_per_domain",
+            err=True,
+        )
+
+
+@cli.command()
+@_CONFIG_ARGUMENT
+@_SET_OPTION
+@_RUN_DIR_OPTION
+@click.option(
+    "--width",
+    type=float,
+    required=True,
+    help="Maximum interval width of every domain, as a share (0.02 is 2 percentage points).",
+)
+@click.option("--level", type=float, help="Interval coverage; default: bootstrap.level.")
+@click.option(
+    "--mixture",
+    "mixture_text",
+    metavar="RECIPE|DOMAIN=SHARE,...",
+    help="Assumed target mixture: a recipe of the taxonomy, or shares (unlisted domains get 0, "
+    "shares are scaled to sum to 1); default: truth, else uniform.",
+)
+@click.option(
+    "--simulations",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Simulated audits that check the planned count; 0 skips the check.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plan(
+    config: Path | None,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    width: float,
+    level: float | None,
+    mixture_text: str | None,
+    simulations: int,
+    as_json: bool,
+) -> None:
+    """Estimate how many target samples an audit needs, from the calibration alone."""
+    from .planning import assumed_mixture, check_level, check_width, plan_samples
+
+    check_width(width)
+    run = _run(config, overrides, run_dir)
+    level = check_level(run.config.bootstrap.level if level is None else level)
+    mixture = assumed_mixture(run.taxonomy, mixture_text, run.truth_vector())
+    with run.locked():
+        calibration = run.calibrate()
+    result = plan_samples(
+        run.make_solver(),
+        calibration,
+        width,
+        level,
+        mixture,
+        n_simulations=simulations,
+        seed=run.config.bootstrap.seed,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_plan(result)
+
+
+@cli.group()
+def plugin() -> None:
+    """Create plugin packages."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["sampler", "classifier", "solver", "taxonomy"]),
+    help="Kind of component the plugin registers.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder that receives the package folder llmsurgeon-NAME.",
+)
+def plugin_new(name: str, kind: str, directory: Path) -> None:
+    """Write the skeleton of a plugin package NAME that registers one component."""
+    from .scaffold import write_plugin
+
+    root = write_plugin(name, kind, directory)
+    click.echo(f"wrote {root}; install it with: pip install -e {root}", err=True)
+    click.echo(str(root))

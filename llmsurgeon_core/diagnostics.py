@@ -20,6 +20,7 @@ __all__ = [
     "cramer_rao_std",
     "diagnose",
     "fisher_information",
+    "information_std",
     "label_shift_check",
     "suggest_merge_groups",
     "wide_interval_notes",
@@ -115,15 +116,24 @@ def cramer_rao_std(
     constraint can even let a solver beat it.
     """
     n = len(posteriors) if n_samples is None else n_samples
-    k = len(mixture)
+    fisher = fisher_information(posteriors, priors, mixture)
+    return information_std(fisher, n)
+
+
+def information_std(fisher: np.ndarray, n_samples: int) -> np.ndarray:
+    """Return each share's Cramér–Rao standard deviation from a ``(K, K)`` per-sample information.
+
+    The information is inverted on the subspace of directions that sum to
+    zero, because the shares are constrained to sum to 1.
+    """
+    k = len(fisher)
     if k == 1:
         return np.zeros(1)
-    fisher = fisher_information(posteriors, priors, mixture)
     # Orthonormal basis of {v : sum(v) == 0}: the last K - 1 columns of a
     # Householder-type QR of the ones vector.
     basis = np.linalg.qr(np.hstack([np.ones((k, 1)), np.eye(k)[:, : k - 1]]))[0][:, 1:]
     reduced = basis.T @ fisher @ basis
-    covariance = basis @ np.linalg.pinv(reduced, hermitian=True) @ basis.T / n
+    covariance = basis @ np.linalg.pinv(reduced, hermitian=True) @ basis.T / n_samples
     return np.sqrt(np.clip(np.diag(covariance), 0.0, None))
 
 
