@@ -121,7 +121,11 @@ class Calibration:
         try:
             summary = json.loads((directory / "calibration.json").read_text())
             arrays = np.load(directory / "predictions.npz")
-        except FileNotFoundError as error:
+        except (ValueError, OSError) as error:
+            if not isinstance(error, FileNotFoundError):
+                raise CalibrationError(
+                    f"calibration {str(directory)!r} is damaged ({error}); calibrate again"
+                ) from None
             raise CalibrationError(
                 f"{str(directory)!r} is not a calibration directory ({error.filename} is "
                 "missing); run `llmsurgeon calibrate` to create one"

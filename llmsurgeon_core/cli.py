@@ -38,6 +38,11 @@ class _Group(click.Group):
         except LlmsurgeonError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(2 if isinstance(error, InvalidInputError) else 1)
+        except OSError as error:
+            # Disk full, permission denied and the like, on a path the library did not check.
+            where = f" ({error.filename})" if error.filename else ""
+            click.echo(f"error: {error.strerror or error}{where}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)
@@ -88,6 +93,8 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
             "overlap with the mixture the target actually generated (its domain tags): "
             f"{generation['overlap_accuracy']:.3f}"
         )
+    if result["diagnostics"].get("too_few_samples"):
+        click.echo(f"warning: {result['diagnostics']['too_few_samples']}", err=True)
     click.echo(f"report: {run_dir / 'report.md'}", err=True)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -99,6 +99,13 @@ class AuditConfig(_Strict):
     )
     run_dir: Path = Field(Path("runs/audit"), description="Directory for every file of the run.")
 
+    @field_validator("run_dir", mode="before")
+    @classmethod
+    def _check_run_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("run_dir must name a directory, for example runs/my-audit")
+        return value
+
 
 def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str] | None:
     """Return the field names of the model at ``location``, if it is a model."""
@@ -129,7 +136,8 @@ def format_validation_error(
         return f"missing config key {key!r}"
     value = first.get("input")
     shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
-    return f"invalid config key {key!r}{shown}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid config key {key!r}{shown}: {message}"
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

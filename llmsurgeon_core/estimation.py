@@ -31,6 +31,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Below this many samples per domain, the percentile bootstrap understates the error.
+MIN_SAMPLES_PER_DOMAIN = 20
+
 
 @dataclass
 class Estimate:
@@ -63,7 +66,13 @@ def solve_once(
     """Build ``C`` and the priors from ``reference``, solve, and check the result."""
     confusion = soft_confusion(reference.probs, reference.labels, n_classes)
     counts = np.bincount(reference.labels, minlength=n_classes)
-    result = solver.solve(confusion, sample_probs, counts / counts.sum(), reference)
+    try:
+        result = solver.solve(confusion, sample_probs, counts / counts.sum(), reference)
+    except (ValueError, TypeError) as error:
+        # Solvers raise these for inputs they cannot use, an invalid option among them.
+        raise InvalidInputError(
+            f"solver {type(solver).__name__} failed: {error}; check the solver options"
+        ) from error
     return _check_solution(result.mixture, type(solver).__name__), result.info
 
 
@@ -213,6 +222,12 @@ def estimate_mixture(
         )
     diagnostics = diagnose(calibration, sample_probs, mixture)
     diagnostics["solver"] = info
+    n_samples = len(sample_probs)
+    if n_samples < MIN_SAMPLES_PER_DOMAIN * n_classes:
+        diagnostics["too_few_samples"] = (
+            f"{n_samples} samples for {n_classes} domains; the bootstrap cannot show the "
+            f"uncertainty of so few, so draw at least {MIN_SAMPLES_PER_DOMAIN * n_classes}"
+        )
     bound = cramer_rao_std(sample_probs, calibration.priors, mixture)
     diagnostics["cramer_rao_std"] = dict(zip(calibration.domains, bound.tolist()))
     if estimates is not None:

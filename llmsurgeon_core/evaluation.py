@@ -38,8 +38,12 @@ def _read_truth_file(path: Path) -> dict[str, float]:
 
 def _normalized(mapping: Mapping[str, float], label: str) -> dict[str, float]:
     values = np.array(list(mapping.values()), dtype=float)
-    if np.any(values < 0) or values.sum() <= 0:
-        raise InvalidInputError(f"known mixture {label!r} must have non-negative shares")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise InvalidInputError(
+            f"known mixture {label!r} must have finite, non-negative shares; got {values.tolist()}"
+        )
+    if values.sum() <= 0:
+        raise InvalidInputError(f"known mixture {label!r} must have at least one positive share")
     return {k: float(v) / float(values.sum()) for k, v in mapping.items()}
 
 

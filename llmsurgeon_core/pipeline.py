@@ -47,6 +47,16 @@ MANIFEST_FILE = "manifest.json"
 CALIBRATION_DIR = "calibration"
 
 
+def _read_json(path: Path) -> Any:
+    """Read a JSON file of the run directory, naming the file if it is damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirectoryError(
+            f"{str(path)!r} is damaged ({error}); restore it or delete it to redo its stage"
+        ) from None
+
+
 def _digest(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -117,7 +127,7 @@ class Run:
 
     def _update_manifest(self, stage: str, details: dict[str, Any]) -> None:
         path = self.run_dir / MANIFEST_FILE
-        manifest = json.loads(path.read_text()) if path.exists() else {}
+        manifest = _read_json(path) if path.exists() else {}
         manifest["config"] = self.config.model_dump(mode="json")
         manifest["versions"] = self._versions()
         manifest.setdefault("stages", {})[stage] = {
@@ -156,7 +166,7 @@ class Run:
             options = cls.Options.model_validate(calibration_options.get(name, {}))
             return cls.load(path, options)
 
-        summary = json.loads((directory / "calibration.json").read_text())
+        summary = _read_json(directory / "calibration.json")
         calibration_options = {summary["classifier"]["name"]: summary["classifier"]["options"]}
         calibration = Calibration.load(directory, load_classifier)
         if calibration.domains != self.taxonomy.domain_ids:
@@ -180,7 +190,7 @@ class Run:
         directory = self.run_dir / CALIBRATION_DIR
         key = self.calibration_key()
         if (directory / "calibration.json").exists():
-            stored = json.loads((directory / "calibration.json").read_text()).get("key")
+            stored = _read_json(directory / "calibration.json").get("key")
             if stored == key:
                 logger.info("reusing the calibration in %s", directory)
                 return self._load_calibration(directory)
@@ -233,7 +243,7 @@ class Run:
         sampling_path = self.run_dir / SAMPLING_FILE
         samples_path = self.run_dir / SAMPLES_FILE
         if sampling_path.exists():
-            stored = json.loads(sampling_path.read_text())
+            stored = _read_json(sampling_path)
             if stored["sampler"] != self.config.sampler.name or stored["options"] != protocol_key:
                 changed = sorted(
                     k
@@ -287,9 +297,13 @@ class Run:
         path = self.run_dir / PREDICTIONS_FILE
         key = _digest([calibration.metadata.get("key"), [r["text"] for r in records]])
         if path.exists():
-            with np.load(path) as cached:
-                if str(cached["key"]) == key:
-                    return cached["probs"]
+            try:
+                with np.load(path) as cached:
+                    if str(cached["key"]) == key:
+                        return cached["probs"]
+            except (OSError, ValueError, KeyError) as error:
+                # The file is only a cache, so a damaged one is computed again.
+                logger.warning("recomputing the damaged prediction cache %s: %s", path, error)
         texts = [r["text"] for r in records]
         batches = [texts[i : i + 256] for i in range(0, len(texts), 256)]
         probs = [
@@ -318,7 +332,11 @@ class Run:
                 f"config key 'truth' names unknown domains {unknown}; "
                 f"allowed: {', '.join(self.taxonomy.domain_ids)}"
             )
-        vector = np.array([max(0.0, float(truth.get(d, 0.0))) for d in self.taxonomy.domain_ids])
+        vector = np.array([float(truth.get(d, 0.0)) for d in self.taxonomy.domain_ids])
+        if not np.all(np.isfinite(vector)) or np.any(vector < 0):
+            raise ConfigError(
+                f"config key 'truth' must have finite, non-negative shares; got {dict(truth)}"
+            )
         if vector.sum() <= 0:
             raise ConfigError("config key 'truth' must have at least one positive share")
         return vector / vector.sum()

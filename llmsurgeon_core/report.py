@@ -92,6 +92,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {key} | {value:.4f} | {result['naive_metrics'][key]:.4f} |")
     diagnostics = result["diagnostics"]
     lines += ["", "## Diagnostics", ""]
+    if diagnostics.get("too_few_samples"):
+        lines.append(f"- WARNING: {diagnostics['too_few_samples']}")
     lines += _diagnostic_lines(diagnostics)
     generation = diagnostics.get("generation")
     if generation:
@@ -130,11 +132,14 @@ def _diagnostic_lines(diagnostics: dict[str, Any]) -> list[str]:
             f"wide to be useful; about {note['samples_needed']} samples would narrow it to "
             f"{_percent(note['useful_width'])} points if the samples' noise dominates"
         )
+    tests = {t["domain"]: t for t in diagnostics.get("label_shift", {}).get("tests", [])}
     for domain in diagnostics.get("label_shift", {}).get("shifted_domains", []):
+        statistic = tests[domain]["statistic"] if domain in tests else float("nan")
         lines.append(
-            f"- WARNING: the samples assigned to {domain} do not look like its reference "
-            "texts to the classifier, so the label-shift assumption may fail for it and its "
-            "share may be off"
+            f"- label shift: the classifier's confidence on samples assigned to {domain} "
+            f"differs from that on its reference texts (Kolmogorov–Smirnov {statistic:.2f}), "
+            "so the samples are not distributed like the reference text and its share can "
+            "be biased by more than the interval shows"
         )
     bound = diagnostics.get("cramer_rao_std")
     spread = diagnostics.get("bootstrap_std")
@@ -147,6 +152,15 @@ def _diagnostic_lines(diagnostics: dict[str, Any]) -> list[str]:
         for domain, value in bound.items():
             shown = _percent(spread[domain]) if spread else ""
             lines.append(f"| {domain} | {_percent(value)} | {shown} |")
+        lines.append("")
+        below = [d for d in bound if spread and spread[d] < bound[d]]
+        if below:
+            lines.append(
+                f"The bootstrap spread of {', '.join(below)} is below the Cramér–Rao value, "
+                "which holds only if the classifier is calibrated on the samples. The "
+                "classifier is then likely less sure of the samples than of reference text, "
+                "and the estimate carries a bias that the intervals do not include."
+            )
     return lines
 
 

@@ -105,8 +105,13 @@ def _record_documents(
 def _read_text_file(path: Path, encoding: str = "utf-8") -> str:
     try:
         text = path.read_text(encoding=encoding)
+    except LookupError:
+        raise TaxonomyError(
+            f"unknown encoding {encoding!r} for reference file {str(path)!r}; "
+            "set the source's encoding to one Python knows, such as utf-8 or latin-1"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
-        logger.debug("skipping unreadable reference file %s: %s", path, error)
+        logger.warning("skipping unreadable reference file %s: %s", path, error)
         return ""
     if "\0" in text:
         logger.debug("skipping binary reference file %s", path)

@@ -38,6 +38,7 @@ from llmsurgeon_core import (
     iter_domain_chunks,
     resolve_taxonomy,
 )
+from llmsurgeon_core.storage import default_mode
 
 if TYPE_CHECKING:
     import torch
@@ -563,6 +564,7 @@ def train_target(options: TargetTraining, output_dir: str | Path) -> Path:
     }
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    os.chmod(temporary, default_mode(directory=True))
     try:
         _save_target(temporary, model, tokenizer, target)
         _publish(temporary, output_dir)

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from llmsurgeon_core import ComponentOptions, ConfigError, GeneratedText, Sampler, SampleRequest
+from llmsurgeon_core import (
+    ComponentOptions,
+    ConfigError,
+    GeneratedText,
+    LlmsurgeonError,
+    Sampler,
+    SampleRequest,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -34,7 +41,7 @@ logger = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class SamplingFailedError(RuntimeError):
+class SamplingFailedError(LlmsurgeonError, RuntimeError):
     """A request failed for good: a status that no retry fixes, or retries ran out."""
 
 
@@ -42,7 +49,8 @@ class OpenAISamplerOptions(ComponentOptions):
     """Options of the ``openai`` sampler."""
 
     base_url: str = Field(
-        description="Base URL of the API, with its version path, e.g. http://127.0.0.1:8000/v1."
+        pattern=r"^https?://[^\s/]+",
+        description="Base URL of the API, with its version path, e.g. http://127.0.0.1:8000/v1.",
     )
     model: str = Field(description="Model name sent with every request.")
     api_key_env: str | None = Field(
