@@ -70,12 +70,16 @@ def test_options_fields_have_descriptions() -> None:
 
 def test_options_reject_unknown_key() -> None:
     with pytest.raises(ValidationError, match="api_key"):
-        OpenAISampler.Options.model_validate({"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key": "x"})
+        OpenAISampler.Options.model_validate(
+            {"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key": "x"}
+        )
 
 
 def test_options_reject_system_prompt_for_completions() -> None:
     with pytest.raises(ValidationError, match="set it to 'chat'"):
-        OpenAISampler.Options.model_validate({"base_url": "http://127.0.0.1:1/v1", "model": "m", "system_prompt": "s"})
+        OpenAISampler.Options.model_validate(
+            {"base_url": "http://127.0.0.1:1/v1", "model": "m", "system_prompt": "s"}
+        )
 
 
 def test_missing_key_variable_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +186,9 @@ def test_retry_after_honoured(server: Server, make_proxy) -> None:
 
 def test_backoff_grows_with_jitter() -> None:
     sampler = OpenAISampler(
-        OpenAISampler.Options(base_url="http://127.0.0.1:1/v1", model="m", backoff_initial=1, backoff_max=8)
+        OpenAISampler.Options(
+            base_url="http://127.0.0.1:1/v1", model="m", backoff_initial=1, backoff_max=8
+        )
     )
     delays = [[sampler._backoff(attempt, None) for _ in range(50)] for attempt in range(5)]
     for attempt, ceiling in enumerate([1, 2, 4, 8, 8]):
