@@ -103,7 +103,10 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
 @_SET_OPTION
 @_RUN_DIR_OPTION
 def audit(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
-    """Calibrate, sample, classify and solve; with no CONFIG, run the demo audit."""
+    """Run every stage of an audit (no CONFIG: the demo).
+
+    Calibrates or reuses the calibration, samples, classifies and solves.
+    """
     run = _run(config, overrides, run_dir)
     with run.locked():
         result = run.audit()
@@ -128,7 +131,10 @@ def calibrate(config: Path | None, overrides: tuple[str, ...], run_dir: Path | N
 @_SET_OPTION
 @_RUN_DIR_OPTION
 def sample(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
-    """Draw samples from the target model into samples.jsonl, resuming if interrupted."""
+    """Draw samples from the target into samples.jsonl.
+
+    A rerun after an interruption resumes where the file ends.
+    """
     run = _run(config, overrides, run_dir)
     with run.locked():
         records = run.sample()
@@ -205,7 +211,7 @@ def plugins(as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def taxonomies(as_json: bool) -> None:
-    """List registered taxonomies with their levels and known mixtures."""
+    """List taxonomies, their levels and known mixtures."""
     from .registry import default_registry
     from .taxonomy import resolve_taxonomy
 
@@ -435,7 +441,10 @@ def plan(
     simulations: int,
     as_json: bool,
 ) -> None:
-    """Estimate how many target samples an audit needs, from the calibration alone."""
+    """Plan how many samples an audit needs.
+
+    Uses the calibration alone, so it runs before any sampling.
+    """
     from .planning import assumed_mixture, check_level, check_width, plan_samples
 
     check_width(width)

@@ -196,6 +196,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _resolve_taxonomy_path(raw: dict[str, Any], config_dir: Path) -> None:
+    """Read a relative taxonomy file path against the config file's folder.
+
+    Sources inside a taxonomy are relative to the taxonomy file, so a config
+    that sits beside its taxonomy works from any working directory. A path
+    that exists relative to the working directory is kept as it is.
+    """
+    taxonomy = raw.get("taxonomy")
+    if not isinstance(taxonomy, str) or not taxonomy.endswith((".yaml", ".yml")):
+        return
+    candidate = Path(taxonomy).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return
+    beside = config_dir / candidate
+    if beside.exists():
+        raw["taxonomy"] = str(beside)
+
+
 def demo_config_text() -> str:
     """Return the YAML of the embedded demo audit."""
     return resources.files("llmsurgeon_core").joinpath("demo.yaml").read_text(encoding="utf-8")
@@ -211,6 +229,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> AuditConf
         raw = parse_config_text(demo_config_text(), ".yaml", "demo.yaml")
     else:
         raw = _read_config_file(Path(path))
+        _resolve_taxonomy_path(raw, Path(path).parent)
     raw = apply_overrides(raw, list(overrides))
     try:
         return AuditConfig.model_validate(raw)

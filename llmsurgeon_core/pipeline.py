@@ -358,13 +358,13 @@ class Run:
 
     def estimate(self) -> dict[str, Any]:
         """Classify the samples, solve for the mixture and write the report files."""
-        calibration = self.calibrate()
         sampler_options = self._options("sampler", self.config.sampler)
         records = read_samples(self.run_dir / SAMPLES_FILE)[: sampler_options.n_samples]
         if not records:
             raise RunDirectoryError(
                 f"{str(self.run_dir / SAMPLES_FILE)!r} holds no samples; run `llmsurgeon sample`"
             )
+        calibration = self.calibrate()
         probs = self.classify(calibration, records)
         bootstrap = self.config.bootstrap
         with tqdm(total=bootstrap.n_resamples, desc="bootstrap", unit="resample") as bar:

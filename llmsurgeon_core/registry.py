@@ -160,18 +160,18 @@ class Registry:
 
     def _unknown_message(self, kind: str, name: str) -> str:
         available = self.names(kind)
-        message = f"unknown {kind} {name!r}"
+        parts = [f"unknown {kind} {name!r}"]
         close = difflib.get_close_matches(name, available, n=1)
         if close:
-            message += f"; did you mean {close[0]!r}?"
+            parts.append(f"did you mean {close[0]!r}?")
         if available:
-            message += f" Installed: {', '.join(available)}."
+            parts.append(f"installed: {', '.join(available)}")
         else:
-            message += f". No {kind} plugin is installed; install one (see `llmsurgeon plugins`)."
+            parts.append(f"no {kind} plugin is installed (see `llmsurgeon plugins`)")
         failed = [p.name for p in self.plugins.values() if p.errors]
         if failed:
-            message += f" Plugins with errors: {', '.join(failed)}."
-        return message
+            parts.append(f"plugins with errors: {', '.join(failed)}")
+        return "; ".join(parts)
 
     def load_errors(self) -> dict[str, list[str]]:
         return {p.name: p.errors for p in self.plugins.values() if p.errors}

@@ -101,3 +101,13 @@ def test_cli_unknown_component_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["estimate", "--set", "solver.name=nnlss"])
     assert result.exit_code == 2
     assert "did you mean 'nnls'" in result.stderr
+
+
+def test_relative_taxonomy_read_beside_config(tmp_path, monkeypatch):
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    (folder / "mine.yaml").write_text("domains:\n  - {id: a}\n  - {id: b}\n")
+    (folder / "audit.yaml").write_text(YAML_CONFIG.replace("taxonomy: demo", "taxonomy: mine.yaml"))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(folder / "audit.yaml")
+    assert config.taxonomy == str(folder / "mine.yaml")

@@ -107,7 +107,9 @@ def train_target_command(
     tokens: int,
     seed: int,
 ) -> None:
-    """Train a small GPT-2 target model on a known mixture of a taxonomy's domains.
+    """Train a small GPT-2 target at a known mixture.
+
+    The training text is the taxonomy's reference text, mixed by domain.
 
     Every training sequence starts with the domain's reserved token, so the
     first token of each generated text records the domain the model chose.
