@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from llmsurgeon_core import ComponentOptions, ReferencePredictions, Solver, SolveResult
+from llmsurgeon_core.solving import check_solver_inputs
 
 __all__ = ["NNLSSolver", "solve_simplex_least_squares"]
 
@@ -82,7 +83,7 @@ class NNLSSolver(Solver):
         Raises:
             ValueError: if an array has the wrong shape or a non-finite value.
         """
-        confusion, sample_probs, reference_priors = validate_inputs(
+        confusion, sample_probs, reference_priors, _ = check_solver_inputs(
             confusion, sample_probs, reference_priors
         )
         p_bar = column_means(sample_probs)
@@ -96,47 +97,6 @@ class NNLSSolver(Solver):
             max_iter=options.max_iter,
         )
         return SolveResult(mixture=mixture, info=info)
-
-
-def validate_inputs(
-    confusion: Any, sample_probs: Any, reference_priors: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Convert the solver inputs to float64 arrays and check their shapes and values.
-
-    Raises:
-        ValueError: naming the array and its shape, if a shape is not ``(K, K)``,
-            ``(n, K)`` with ``n >= 1``, or ``(K,)``, or if a value is not finite.
-    """
-    confusion = np.asarray(confusion, dtype=np.float64)
-    sample_probs = np.asarray(sample_probs, dtype=np.float64)
-    reference_priors = np.asarray(reference_priors, dtype=np.float64)
-
-    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.size == 0:
-        raise ValueError(
-            f"confusion must be a non-empty square (K, K) matrix, got shape {confusion.shape}"
-        )
-    k = confusion.shape[0]
-    if sample_probs.ndim != 2 or sample_probs.shape[1] != k or sample_probs.shape[0] == 0:
-        raise ValueError(
-            f"sample_probs must have shape (n, {k}) with n >= 1 to match confusion of shape "
-            f"{confusion.shape}, got shape {sample_probs.shape}"
-        )
-    if reference_priors.shape != (k,):
-        raise ValueError(
-            f"reference_priors must have shape ({k},) to match confusion of shape "
-            f"{confusion.shape}, got shape {reference_priors.shape}"
-        )
-    for name, array in (
-        ("confusion", confusion),
-        ("sample_probs", sample_probs),
-        ("reference_priors", reference_priors),
-    ):
-        if not np.isfinite(array).all():
-            count = int(np.size(array) - np.isfinite(array).sum())
-            raise ValueError(
-                f"{name} of shape {array.shape} contains {count} non-finite values (NaN or inf)"
-            )
-    return confusion, sample_probs, reference_priors
 
 
 def column_means(sample_probs: np.ndarray) -> np.ndarray:
