@@ -510,9 +510,14 @@ def train_target(options: TargetTraining, output_dir: str | Path) -> Path:
     taxonomy = resolve_taxonomy(options.taxonomy)
     mixture = target_mixture(options, taxonomy)
     counts = allocate_sequences(mixture, options.tokens // options.context)
-    for domain_id, share in mixture.items():
-        if share > 0 and counts[domain_id] == 0:
-            logger.warning("domain %s: share %.2g rounds to no training sequence", domain_id, share)
+    starved = sorted(d for d, share in mixture.items() if share > 0 and counts[d] == 0)
+    if starved:
+        smallest = min(mixture[d] for d in starved)
+        raise ConfigError(
+            f"tokens={options.tokens} is too few: domain {starved[0]} gets no training "
+            f"sequence of {options.context} tokens, so the target would not have the requested "
+            f"mixture; raise tokens to at least {math.ceil(options.context / smallest)}"
+        )
     body_length = options.context - 2
     texts = {
         domain_id: _read_domain_text(taxonomy, domain_id, options, count * body_length)

@@ -249,3 +249,11 @@ def test_cache_key_resolves_taxonomy_path(
         {**make_training().model_dump(), "taxonomy": taxonomy_file.name}
     )
     assert target_cache_key(relative) == target_cache_key(make_training())
+
+
+def test_too_few_tokens_rejected(make_training: Callable[..., TargetTraining], tmp_path: Path):
+    # 32 tokens make one sequence of 32, so the 0.3 share of licence gets none.
+    options = make_training(tokens=32)
+    with pytest.raises(ConfigError, match="too few"):
+        train_target(options, tmp_path / "target")
+    assert not (tmp_path / "target").exists()
