@@ -255,8 +255,15 @@ def taxonomy_show(name: str) -> None:
 
 @taxonomy.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-def taxonomy_validate(path: Path) -> None:
+@click.option(
+    "--sources",
+    "check_sources",
+    is_flag=True,
+    help="Also read one reference chunk of every leaf domain, to check its sources.",
+)
+def taxonomy_validate(path: Path, check_sources: bool) -> None:
     """Check a taxonomy file and list every invalid field."""
+    from .corpus import build_reference_corpus
     from .taxonomy import TaxonomyValidationError, load_taxonomy_file
 
     try:
@@ -265,6 +272,9 @@ def taxonomy_validate(path: Path) -> None:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(2)
+    if check_sources:
+        # Raises TaxonomyError, naming the domain, when a source yields no text.
+        build_reference_corpus(loaded, max_per_domain=1, chunk_words=8, seed=0)
     depths = loaded.max_depth + 1
     levels = ", ".join(loaded.levels) if loaded.levels else f"{depths} unnamed"
     click.echo(

@@ -93,3 +93,16 @@ def test_evaluate_unknown_recipe_exits_2(tmp_path):
     )
     result = invoke("evaluate", str(result_path), "--truth", "nope")
     assert result.exit_code == 2
+
+
+def test_taxonomy_validate_sources_finds_empty_glob(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text(
+        "domains:\n"
+        "  - {id: a, sources: [{kind: files, glob: 'missing/*.txt'}]}\n"
+        "  - {id: b, sources: [{kind: files, glob: 'missing/*.txt'}]}\n"
+    )
+    assert invoke("taxonomy", "validate", str(path)).exit_code == 0
+    result = invoke("taxonomy", "validate", "--sources", str(path))
+    assert result.exit_code == 2
+    assert "error:" in result.stderr
