@@ -94,6 +94,12 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Diagnostics", ""]
     if diagnostics.get("too_few_samples"):
         lines.append(f"- WARNING: {diagnostics['too_few_samples']}")
+    solver_info = diagnostics.get("solver") or {}
+    if solver_info.get("converged") is False:
+        lines.append(
+            f"- WARNING: the solver stopped after {solver_info.get('iterations')} iterations "
+            "without converging; raise solver.options.max_iter"
+        )
     lines += _diagnostic_lines(diagnostics)
     generation = diagnostics.get("generation")
     if generation:

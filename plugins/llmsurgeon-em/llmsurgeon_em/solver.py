@@ -125,7 +125,9 @@ class EMSolver(Solver):
             target, reference_priors, start, options.tolerance, options.max_iter, options.floor
         )
         if not converged:
-            logger.warning(
+            # Logged at info level because bootstrap replicates repeat it; the
+            # report warns once, from the estimate's own ``converged`` flag.
+            logger.info(
                 "em-bbse did not converge in %d iterations (tolerance %g); raise max_iter",
                 iterations,
                 options.tolerance,

@@ -74,7 +74,7 @@ def test_em_reports_non_convergence(caplog):
     labels = rng.integers(0, K, size=500)
     reference = ReferencePredictions(calibrated_posteriors(labels, rng), labels)
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         result = make_solver(max_iter=2, tolerance=1e-15).solve(
             np.eye(K), calibrated_posteriors(labels, rng), np.full(K, 1 / K), reference
         )
