@@ -362,7 +362,7 @@ class Run:
         records = read_samples(self.run_dir / SAMPLES_FILE)[: sampler_options.n_samples]
         if not records:
             raise RunDirectoryError(
-                f"{str(self.run_dir / SAMPLES_FILE)!r} holds no samples; run `llmsurgeon sample`"
+                f"{str(self.run_dir / SAMPLES_FILE)!r} contains no samples; run `llmsurgeon sample`"
             )
         calibration = self.calibrate()
         probs = self.classify(calibration, records)
