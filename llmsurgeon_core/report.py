@@ -100,13 +100,13 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"- WARNING: the solver stopped after {solver_info.get('iterations')} iterations "
             "without converging; raise solver.options.max_iter"
         )
-    lines += _diagnostic_lines(diagnostics)
     generation = diagnostics.get("generation")
     if generation:
         lines.append(
             f"- the target's own domain tags give the generated mixture; overlap of the "
             f"estimate with it: {generation['overlap_accuracy']:.4f}"
         )
+    lines += _diagnostic_lines(diagnostics)
     lines += _merged_lines(diagnostics.get("merged"), level)
     return "\n".join(lines) + "\n"
 
@@ -139,13 +139,16 @@ def _diagnostic_lines(diagnostics: dict[str, Any]) -> list[str]:
             f"{_percent(note['useful_width'])} points if the samples' noise dominates"
         )
     tests = {t["domain"]: t for t in diagnostics.get("label_shift", {}).get("tests", [])}
-    for domain in diagnostics.get("label_shift", {}).get("shifted_domains", []):
-        statistic = tests[domain]["statistic"] if domain in tests else float("nan")
+    shifted = diagnostics.get("label_shift", {}).get("shifted_domains", [])
+    if shifted:
+        statistics = ", ".join(
+            f"{d} {tests[d]['statistic']:.2f}" if d in tests else d for d in shifted
+        )
         lines.append(
-            f"- label shift: the classifier's confidence on samples assigned to {domain} "
-            f"differs from that on its reference texts (Kolmogorov–Smirnov {statistic:.2f}), "
-            "so the samples are not distributed like the reference text and its share can "
-            "be biased by more than the interval shows"
+            "- label shift: the classifier's confidence on the samples assigned to a domain "
+            f"differs from that on its reference texts for {statistics} (Kolmogorov–Smirnov "
+            "distance), so those samples are not distributed like the reference text and "
+            "their shares can be biased by more than the intervals show"
         )
     bound = diagnostics.get("cramer_rao_std")
     spread = diagnostics.get("bootstrap_std")
