@@ -61,7 +61,7 @@ def cross_fit(
 
 @dataclass
 class Calibration:
-    """What an audit needs from the reference corpus, reusable across audits.
+    """The classifier and confusion matrix fitted on a reference corpus, reusable across audits.
 
     Attributes:
         domains: domain ids in taxonomy order.
@@ -110,12 +110,13 @@ class Calibration:
 
     @classmethod
     def load(
-        cls, directory: Path, load_classifier: Callable[[str, Path], Classifier]
+        cls, directory: Path, load_classifier: Callable[[str, dict[str, Any], Path], Classifier]
     ) -> Calibration:
         """Read a calibration directory.
 
         Args:
-            load_classifier: called with the classifier name and its directory.
+            load_classifier: called with the classifier name, its saved options
+                and its directory.
         """
         directory = Path(directory)
         try:
@@ -140,7 +141,8 @@ class Calibration:
             for k, v in summary.items()
             if k not in {"format", "domains", "counts", "accuracy", "confusion"}
         }
-        classifier = load_classifier(summary["classifier"]["name"], directory / "classifier")
+        saved = summary["classifier"]
+        classifier = load_classifier(saved["name"], saved["options"], directory / "classifier")
         return cls(
             domains=summary["domains"],
             confusion=np.asarray(summary["confusion"], dtype=float),

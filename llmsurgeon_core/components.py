@@ -2,7 +2,7 @@
 
 A component is a class with a nested pydantic ``Options`` model. The host
 validates the ``options`` mapping of the config against it and passes the
-validated model to the constructor, so a component never sees unchecked input.
+validated model to the constructor, so a component only receives validated options.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class ComponentConfig(_Strict):
 
 
 class ReferenceConfig(_Strict):
-    """How the reference corpus is cut from the taxonomy's sources."""
+    """Settings for cutting the reference corpus from the taxonomy's sources."""
 
     max_per_domain: int = Field(2000, ge=2, description="Maximum reference chunks per domain.")
     chunk_words: int = Field(

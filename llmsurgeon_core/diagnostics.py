@@ -1,4 +1,4 @@
-"""Numbers that say how far a mixture estimate can be trusted.
+"""Diagnostics that measure how far a mixture estimate can be trusted.
 
 Every function here reads the calibration and the sample probabilities only,
 so the same diagnostics apply whichever solver produced the estimate.

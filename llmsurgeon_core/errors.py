@@ -39,7 +39,7 @@ class PluginError(InvalidInputError):
 
 
 class RunDirectoryError(InvalidInputError):
-    """A run directory that holds another run's files or cannot be written."""
+    """A run directory that contains another run's files or cannot be written."""
 
 
 class CalibrationError(LlmsurgeonError):

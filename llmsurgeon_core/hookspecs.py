@@ -1,6 +1,6 @@
 """Hook specifications of llmsurgeon, grouped by the kind they extend.
 
-Every hook hands the plugin a ``register`` callable, so the host knows which
+Every hook hands the plugin a ``register`` callable, so the host records which
 plugin registered each component and rejects two plugins that claim one name.
 Plugins implement them with ``llmsurgeon_core.hookimpl`` and advertise their
 module in the ``llmsurgeon`` entry-point group.

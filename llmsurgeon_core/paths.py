@@ -1,4 +1,4 @@
-"""Where llmsurgeon caches models and reference corpora."""
+"""Cache directory of llmsurgeon's models and reference corpora."""
 
 from __future__ import annotations
 

@@ -161,13 +161,10 @@ class Run:
         )
 
     def _load_calibration(self, directory: Path) -> Calibration:
-        def load_classifier(name: str, path: Path) -> Classifier:
+        def load_classifier(name: str, options: dict[str, Any], path: Path) -> Classifier:
             cls = self.registry.get("classifier", name).obj
-            options = cls.Options.model_validate(calibration_options.get(name, {}))
-            return cls.load(path, options)
+            return cls.load(path, cls.Options.model_validate(options))
 
-        summary = _read_json(directory / "calibration.json")
-        calibration_options = {summary["classifier"]["name"]: summary["classifier"]["options"]}
         calibration = Calibration.load(directory, load_classifier)
         if calibration.domains != self.taxonomy.domain_ids:
             raise RunDirectoryError(
@@ -185,6 +182,7 @@ class Run:
                     f"config key 'calibration': {str(directory)!r} is not a calibration "
                     "directory; run `llmsurgeon calibrate` to create one"
                 )
+            _read_json(directory / "calibration.json")  # a damaged file is invalid input
             return self._load_calibration(directory)
 
         directory = self.run_dir / CALIBRATION_DIR
@@ -255,9 +253,10 @@ class Run:
                     f"{', '.join(changed) or 'sampler.name'}); choose another run_dir or "
                     "delete samples.jsonl and sampling.json"
                 )
-        existing = len(read_samples(samples_path))
+        stored_records = read_samples(samples_path)
+        existing = len(stored_records)
         if existing >= sampler.n_samples:
-            return read_samples(samples_path)[: sampler.n_samples]
+            return stored_records[: sampler.n_samples]
 
         sampler.prepare(cache_dir())
         atomic_write_json(

@@ -67,7 +67,7 @@ def draw_samples(
     seed: int,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Draw samples until ``path`` holds ``sampler.n_samples`` of them.
+    """Draw samples until ``path`` contains ``sampler.n_samples`` of them.
 
     Batches start at multiples of ``sampler.batch_size``. After a crash the
     batch in progress is generated again from the same seed, and only the
