@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .api import audit, calibrate, estimate
 from .components import (
     Classifier,
     ComponentOptions,
@@ -51,9 +52,12 @@ __all__ = [
     "Taxonomy",
     "TaxonomyError",
     "__version__",
+    "audit",
     "build_reference_corpus",
     "cache_dir",
+    "calibrate",
     "chunk_text",
+    "estimate",
     "hookimpl",
     "iter_domain_chunks",
     "load_registry",

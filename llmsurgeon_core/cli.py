@@ -11,6 +11,8 @@ from typing import Any
 import click
 
 from .errors import InvalidInputError, LlmsurgeonError
+from .plugin_manager import install, uninstall
+from .secrets import install_log_filter, redact
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +38,18 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LlmsurgeonError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {_one_line(str(error))}", err=True)
             ctx.exit(2 if isinstance(error, InvalidInputError) else 1)
         except OSError as error:
             # Disk full, permission denied and the like, on a path the library did not check.
             where = f" ({error.filename})" if error.filename else ""
-            click.echo(f"error: {error.strerror or error}{where}", err=True)
+            click.echo(f"error: {_one_line(str(error.strerror or error))}{where}", err=True)
             ctx.exit(1)
+
+
+def _one_line(message: str) -> str:
+    """Join a message's lines (a parser's excerpt, say) into one, with secrets masked."""
+    return redact(" ".join(message.split()))
 
 
 @click.group(cls=_Group)
@@ -52,6 +59,7 @@ def cli(verbose: int) -> None:
     """Estimate a language model's pretraining data mixture from its samples."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()
 
 
 def _run(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None):
@@ -188,20 +196,52 @@ def evaluate(
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write compare.md, compare.html and trajectory.png into this directory.",
+)
+def compare(runs: tuple[Path, ...], as_json: bool, output: Path | None) -> None:
+    """Compare the estimates of several runs of one taxonomy, in the order given.
+
+    RUN is a run directory or its result.json, for example one per training checkpoint.
+    """
+    from .compare import load_comparison, render_comparison_markdown, write_comparison
+
+    comparison = load_comparison(runs)
+    if as_json:
+        click.echo(json.dumps(comparison.to_json(), indent=2))
+    else:
+        click.echo(render_comparison_markdown(comparison), nl=False)
+    if output is not None:
+        for path in write_comparison(comparison, output):
+            click.echo(f"wrote {path}", err=True)
+
+
+cli.add_command(install)
+cli.add_command(uninstall)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
-    """List installed plugins, their components and load errors."""
+    """List installed plugins and the core's own components, with any load errors."""
     from .registry import default_registry
 
     registry = default_registry()
-    infos = [p.to_json() for p in registry.plugins.values()]
+    listed = [*registry.builtins.values(), *registry.plugins.values()]
+    infos = [p.to_json() for p in listed]
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return
-    if not infos:
+    if not registry.plugins:
         click.echo("no plugins installed")
     for info in infos:
         click.echo(f"{info['name']} ({info['distribution']} {info['version']})")
+        if info["hooks"]:
+            click.echo(f"  hooks: {', '.join(info['hooks'])}")
         for kind, names in sorted(info["components"].items()):
             click.echo(f"  {kind}: {', '.join(names)}")
         for error in info["errors"]:
@@ -387,7 +427,7 @@ def main() -> None:
                     f"register_commands raised {type(error).__name__}: {error}"
                 )
     except LlmsurgeonError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {_one_line(str(error))}", err=True)
         sys.exit(2 if isinstance(error, InvalidInputError) else 1)
     cli()
 
@@ -504,5 +544,5 @@ def plugin_new(name: str, kind: str, directory: Path) -> None:
     from .scaffold import write_plugin
 
     root = write_plugin(name, kind, directory)
-    click.echo(f"wrote {root}; install it with: pip install -e {root}", err=True)
+    click.echo(f"wrote {root}; install it with: llmsurgeon install -e {root}", err=True)
     click.echo(str(root))

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .errors import ConfigError
+
 __all__ = [
     "Classifier",
     "ComponentOptions",
@@ -87,6 +89,24 @@ class Sampler(abc.ABC):
     def generate(self, request: SampleRequest) -> list[GeneratedText]:
         """Return one ``GeneratedText`` per index of ``request``, in order."""
 
+    def continue_prompts(
+        self, prompts: Sequence[str], seed: int, domains: Sequence[str] | None = None
+    ) -> list[GeneratedText]:
+        """Return one continuation per prompt, in order, with the prompt left out of ``text``.
+
+        Calibration in generation mode (``calibrate.mode: generation``) prompts
+        the target with prefixes of reference texts and classifies what it
+        writes next. The sampler decodes as in :meth:`generate`. ``domains``
+        names the domain each prompt was cut from, for a target that marks
+        domains with tokens of its own; other samplers ignore it. The default
+        raises ``ConfigError``, because not every target can be given a prompt.
+        """
+        raise ConfigError(
+            f"sampler {type(self).__name__} cannot continue prompts, which "
+            "calibrate.mode 'generation' needs; set calibrate.mode to 'reference' or use a "
+            "sampler that implements continue_prompts (hf does)"
+        )
+
     def protocol(self) -> dict[str, Any]:
         """Return the sampling protocol recorded in the run manifest."""
         return self.options.model_dump(mode="json")
@@ -128,6 +148,17 @@ class Classifier(abc.ABC):
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         """Return an ``(n_texts, n_classes)`` array whose rows sum to 1."""
 
+    def embed(self, texts: Iterable[str]) -> Any:
+        """Return the classifier's representation of ``texts``, one row per text.
+
+        The report's sample explorer finds each sample's nearest reference
+        texts by cosine similarity of these rows. The result is an
+        ``(n_texts, d)`` NumPy array or SciPy sparse matrix. The default is
+        :meth:`predict_proba`; a classifier with richer features (TF-IDF
+        vectors, a text encoder's embeddings) overrides it.
+        """
+        return self.predict_proba(texts)
+
     @abc.abstractmethod
     def save(self, directory: Path) -> None:
         """Write the fitted classifier into the empty ``directory``."""
@@ -135,7 +166,13 @@ class Classifier(abc.ABC):
     @classmethod
     @abc.abstractmethod
     def load(cls, directory: Path, options: ComponentOptions) -> Classifier:
-        """Read a classifier that :meth:`save` wrote."""
+        """Read a classifier that :meth:`save` wrote.
+
+        Save in formats that run no code when loaded: the host rejects a
+        calibration whose classifier files are pickles unless the config sets
+        ``calibrate.trust_pickle``. A classifier that can still read a pickle
+        takes a keyword ``trust_pickle`` and reads it only when that is true.
+        """
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from importlib import resources
 from pathlib import Path
@@ -20,8 +21,10 @@ else:  # pragma: no cover
 __all__ = [
     "AuditConfig",
     "BootstrapConfig",
+    "CalibrateConfig",
     "ComponentConfig",
     "ReferenceConfig",
+    "ReportConfig",
     "apply_overrides",
     "demo_config_text",
     "format_validation_error",
@@ -58,12 +61,57 @@ class ReferenceConfig(_Strict):
     seed: int = Field(0, description="Seed for document order, chunk choice and folds.")
 
 
+class CalibrateConfig(_Strict):
+    """How the confusion matrix is measured and the classifier's probabilities calibrated."""
+
+    method: Literal["none", "ts", "bcts"] = Field(
+        "none",
+        description=(
+            "Calibration map fitted on the out-of-fold predictions and applied to them and to "
+            "every sample's probabilities: 'ts' (temperature scaling), 'bcts' (bias-corrected "
+            "temperature scaling) or 'none'."
+        ),
+    )
+    mode: Literal["reference", "generation"] = Field(
+        "reference",
+        description=(
+            "'reference' builds C from out-of-fold predictions of reference chunks; "
+            "'generation' builds it from the target's continuations of prefixes of reference "
+            "chunks (prefix removed), each scored by the fold model that never saw its chunk."
+        ),
+    )
+    prompts_per_domain: int = Field(
+        100, ge=1, description="Reference chunks per domain whose prefixes prompt the target."
+    )
+    prefix_words: int = Field(
+        8, ge=1, description="Words of each chunk's start given to the target as the prompt."
+    )
+    trust_pickle: bool = Field(
+        False,
+        description=(
+            "Load a calibration whose classifier files are pickles; unpickling can run any "
+            "code, so set it only for a calibration you trust."
+        ),
+    )
+
+
 class BootstrapConfig(_Strict):
     """Percentile bootstrap over target samples and calibration predictions."""
 
     n_resamples: int = Field(200, ge=0, description="Bootstrap resamples; 0 turns intervals off.")
     level: float = Field(0.9, gt=0, lt=1, description="Coverage of the reported intervals.")
     seed: int = Field(0, description="Seed of the resampling.")
+
+
+class ReportConfig(_Strict):
+    """Limits of the sample explorer in ``report.html``."""
+
+    explorer_samples: int = Field(
+        500, ge=0, description="Maximum samples shown in the sample explorer; 0 leaves it out."
+    )
+    neighbours: int = Field(
+        3, ge=0, description="Nearest reference texts shown beside each explored sample."
+    )
 
 
 class AuditConfig(_Strict):
@@ -80,7 +128,14 @@ class AuditConfig(_Strict):
         default_factory=lambda: ComponentConfig(name="nnls"),
         description="Solver for the mixture on the simplex.",
     )
+    executor: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(name="local"),
+        description="Where sampling and classification run: 'local' (this process) or an "
+        "executor plugin such as 'ray'.",
+    )
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     merge: list[list[str]] | Literal["suggested"] | None = Field(
         None,
         description=(
@@ -131,7 +186,9 @@ def format_validation_error(
     key = ".".join(str(part) for part in (*([prefix] if prefix else []), *location))
     if first["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, location[:-1]) or []
-        return f"unknown config key {key!r}; allowed keys here: {', '.join(allowed)}"
+        close = difflib.get_close_matches(str(location[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown config key {key!r}; {hint}allowed keys here: {', '.join(allowed)}"
     if first["type"] == "missing":
         return f"missing config key {key!r}"
     value = first.get("input")

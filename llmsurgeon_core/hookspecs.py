@@ -66,6 +66,22 @@ def register_taxonomies(register: Callable[[str, Any], None]) -> None:
     """
 
 
+# Execution
+
+
+@hookspec
+def register_executors(register: Callable[[str, type], None]) -> None:
+    """Register executor classes.
+
+    Call ``register(name, cls)`` once per executor, where ``cls`` subclasses
+    :class:`llmsurgeon_core.executors.Executor` and ``name`` is what configs
+    put in ``executor.name``. An executor runs the sampling and classification
+    stages, in this process or on a cluster, and returns their results in
+    sample order. The core registers ``local``; plugins for distributed
+    engines register others and import the engine only when a stage runs.
+    """
+
+
 # Command line
 
 

@@ -6,9 +6,10 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import inspect
+import io
 import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Iterator
@@ -22,18 +23,31 @@ import numpy as np
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
-from .calibration import Calibration, fit_calibration
+from .calibration import (
+    TAXONOMY_PARTS,
+    Calibration,
+    Continuations,
+    fingerprint_changes,
+    fit_calibration,
+    generate_continuations,
+    library_versions,
+    taxonomy_fingerprint,
+)
+from .classifier_diagnostics import evaluate_classifier
 from .components import Classifier, Sampler, Solver
 from .config import AuditConfig, ComponentConfig, format_validation_error
-from .corpus import build_reference_corpus
+from .corpus import ReferenceCorpus, build_reference_corpus
+from .diagnostics import suggest_merge_groups
 from .errors import ConfigError, RunDirectoryError, TaxonomyError
-from .estimation import estimate_mixture
+from .estimation import estimate_mixture, merge_domains
+from .executors import Executor, SavedClassifier
+from .html_report import ReportDetails, explore_samples
 from .metrics import compare_mixtures
 from .paths import cache_dir
 from .registry import Registry, default_registry
 from .report import build_result, write_report
 from .sampling import decoding_diagnostics, draw_samples, read_samples
-from .storage import atomic_write_json
+from .storage import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from .taxonomy import Taxonomy, resolve_taxonomy
 
 __all__ = ["Run", "check_run"]
@@ -45,6 +59,9 @@ SAMPLING_FILE = "sampling.json"
 PREDICTIONS_FILE = "predictions.npz"
 MANIFEST_FILE = "manifest.json"
 CALIBRATION_DIR = "calibration"
+
+# Relative size of the smallest singular value of C below which it is treated as singular.
+SINGULAR_TOLERANCE = 1e-10
 
 
 def _read_json(path: Path) -> Any:
@@ -69,6 +86,7 @@ class Run:
         self.config = config
         self.registry = registry or default_registry()
         self.run_dir = Path(config.run_dir)
+        self._executor: Executor | None = None
 
     # Components
 
@@ -95,6 +113,27 @@ class Run:
     def make_solver(self) -> Solver:
         cls = self._component_class("solver", self.config.solver)
         return cls(self._options("solver", self.config.solver))
+
+    def make_executor(self) -> Executor:
+        cls = self._component_class("executor", self.config.executor)
+        return cls(self._options("executor", self.config.executor))
+
+    @contextlib.contextmanager
+    def executing(self) -> Iterator[Executor]:
+        """Open the configured executor for the stages inside, or reuse the one already open.
+
+        Stages nested in one ``executing`` block share the executor's workers,
+        which it starts on first use and stops when the outer block ends.
+        """
+        if self._executor is not None:
+            yield self._executor
+            return
+        with self.make_executor() as executor:
+            self._executor = executor
+            try:
+                yield executor
+            finally:
+                self._executor = None
 
     @cached_property
     def taxonomy(self) -> Taxonomy:
@@ -123,6 +162,8 @@ class Run:
                     f"run directory {str(self.run_dir)!r} is in use by another llmsurgeon "
                     "process; wait for it or choose another run_dir"
                 ) from None
+            for path in remove_stale_temporaries(self.run_dir):
+                logger.info("removed %s, left by an interrupted run", path)
             yield
 
     def _update_manifest(self, stage: str, details: dict[str, Any]) -> None:
@@ -147,31 +188,118 @@ class Run:
 
     # Calibrate
 
-    def calibration_key(self) -> str:
-        """Return a digest of everything the calibration depends on."""
-        return _digest(
-            {
-                "taxonomy": self.taxonomy.model_dump(mode="json"),
-                "reference": self.config.reference.model_dump(mode="json"),
-                "classifier": self.config.classifier.name,
+    def calibration_fingerprint(self) -> dict[str, Any]:
+        """Return what the calibration depends on, part by part, to name what changed.
+
+        The taxonomy counts by its leaf ids, sources and preprocessing only, so
+        editing a description or a recipe keeps the calibration. Generation
+        mode adds the sampler, whose target writes the continuations.
+        """
+        settings = self.config.calibrate
+        calibrate = {"method": settings.method, "mode": settings.mode}
+        if settings.mode == "generation":
+            calibrate |= {
+                "prompts_per_domain": settings.prompts_per_domain,
+                "prefix_words": settings.prefix_words,
+            }
+        fingerprint = {
+            **taxonomy_fingerprint(self.taxonomy),
+            "reference": self.config.reference.model_dump(mode="json"),
+            "classifier": {
+                "name": self.config.classifier.name,
                 "options": self._options("classifier", self.config.classifier).model_dump(
                     mode="json"
                 ),
-            }
-        )
+            },
+            "calibrate": calibrate,
+        }
+        if settings.mode == "generation":
+            options = self._options("sampler", self.config.sampler).model_dump(mode="json")
+            options.pop("n_samples", None)
+            fingerprint["sampler"] = {"name": self.config.sampler.name, "options": options}
+        return fingerprint
+
+    def calibration_key(self) -> str:
+        """Return a digest of everything the calibration depends on."""
+        return _digest(self.calibration_fingerprint())
 
     def _load_calibration(self, directory: Path) -> Calibration:
+        trust_pickle = self.config.calibrate.trust_pickle
+
         def load_classifier(name: str, options: dict[str, Any], path: Path) -> Classifier:
             cls = self.registry.get("classifier", name).obj
-            return cls.load(path, cls.Options.model_validate(options))
+            # A classifier that can read pickles takes a trust_pickle keyword.
+            accepts_trust = "trust_pickle" in inspect.signature(cls.load).parameters
+            extra = {"trust_pickle": True} if trust_pickle and accepts_trust else {}
+            return cls.load(path, cls.Options.model_validate(options), **extra)
 
-        calibration = Calibration.load(directory, load_classifier)
-        if calibration.domains != self.taxonomy.domain_ids:
-            raise RunDirectoryError(
-                f"calibration {str(directory)!r} has domains {calibration.domains}, but taxonomy "
-                f"{self.taxonomy.name!r} has {self.taxonomy.domain_ids}; calibrate again"
-            )
+        calibration = Calibration.load(directory, load_classifier, trust_pickle=trust_pickle)
+        self._check_reused_taxonomy(directory, calibration)
+        _check_identifiable(calibration)
         return calibration
+
+    def _check_reused_taxonomy(self, directory: Path, calibration: Calibration) -> None:
+        """Raise if ``calibration`` was made for other domains or sources than the taxonomy's.
+
+        Other settings of a reused calibration (reference, classifier,
+        calibration map) may differ from the config's; the calibration's own
+        are used, and a warning names them.
+        """
+        stored = calibration.metadata.get("fingerprint")
+        if stored is None:
+            # A format 1 calibration records its domains but no fingerprint.
+            stored = {"domains": calibration.domains}
+        current = self.calibration_fingerprint()
+        parts = tuple(p for p in TAXONOMY_PARTS if p in stored)
+        changed = fingerprint_changes(stored, current, parts)
+        if changed:
+            raise RunDirectoryError(
+                f"calibration {str(directory)!r} does not fit taxonomy {self.taxonomy.name!r} "
+                f"(changed: {', '.join(changed)}); calibrate again for this taxonomy"
+            )
+        others = tuple(p for p in stored if p not in TAXONOMY_PARTS)
+        differences = fingerprint_changes(stored, current, others)
+        if differences and self.config.calibration is not None:
+            logger.warning(
+                "the reused calibration %s was made with other settings (%s); its own are used",
+                directory,
+                ", ".join(differences),
+            )
+
+    def _calibration_metadata(self, key: str, corpus_digest: str) -> dict[str, Any]:
+        """Return what ``calibration.json`` records beside the numbers."""
+        fingerprint = self.calibration_fingerprint()
+        options = self._options("classifier", self.config.classifier)
+        return {
+            "key": key,
+            "fingerprint": fingerprint,
+            "taxonomy": self.taxonomy.name,
+            "taxonomy_digest": _digest({k: fingerprint[k] for k in TAXONOMY_PARTS}),
+            "corpus_digest": corpus_digest,
+            "reference": self.config.reference.model_dump(mode="json"),
+            "classifier": {
+                "name": self.config.classifier.name,
+                "options": options.model_dump(mode="json"),
+            },
+            "method": self.config.calibrate.method,
+            "mode": self.config.calibrate.mode,
+            "versions": {**self._versions(), **library_versions()},
+        }
+
+    def _continuations(self, corpus: ReferenceCorpus) -> Continuations | None:
+        """In generation mode, return the target's continuations of reference prefixes."""
+        settings = self.config.calibrate
+        if settings.mode != "generation":
+            return None
+        sampler = self.make_sampler()
+        sampler.prepare(cache_dir())
+        return generate_continuations(
+            sampler,
+            corpus,
+            settings.prompts_per_domain,
+            settings.prefix_words,
+            self.config.reference.seed,
+        )
 
     def calibrate(self) -> Calibration:
         """Return the run's calibration, fitting and saving it if there is none yet."""
@@ -192,9 +320,13 @@ class Run:
             if stored == key:
                 logger.info("reusing the calibration in %s", directory)
                 return self._load_calibration(directory)
+            fingerprint = _read_json(directory / "calibration.json").get("fingerprint")
+            changed = ["the format, written by an earlier version"]
+            if fingerprint is not None:
+                changed = fingerprint_changes(fingerprint, self.calibration_fingerprint())
             raise RunDirectoryError(
-                f"{str(directory)!r} was calibrated with another taxonomy, reference or "
-                "classifier config; choose another run_dir or delete that directory"
+                f"{str(directory)!r} was calibrated with another config (changed: "
+                f"{', '.join(changed) or 'key'}); choose another run_dir or delete that directory"
             )
 
         reference = self.config.reference
@@ -206,18 +338,11 @@ class Run:
             min_per_domain=reference.folds,
             max_chunks_per_document=reference.max_chunks_per_document,
         )
-        options = self._options("classifier", self.config.classifier)
-        metadata_ = {
-            "key": key,
-            "taxonomy": self.taxonomy.name,
-            "corpus_digest": corpus.digest(),
-            "reference": reference.model_dump(mode="json"),
-            "classifier": {
-                "name": self.config.classifier.name,
-                "options": options.model_dump(mode="json"),
-            },
-            "mode": "reference",
-        }
+        settings = self.config.calibrate
+        metadata_ = self._calibration_metadata(key, corpus.digest())
+        continuations = self._continuations(corpus)
+        if continuations is not None:
+            metadata_["continuations"] = len(continuations.texts)
         with tqdm(total=reference.folds + 1, desc="calibrate", unit="fit") as bar:
             calibration = fit_calibration(
                 self.make_classifier,
@@ -226,9 +351,12 @@ class Run:
                 reference.seed,
                 metadata_,
                 on_step=lambda _: bar.update(),
+                method=settings.method,
+                continuations=continuations,
             )
         calibration.save(directory)
         self._update_manifest("calibrate", {"key": key, "reference_chunks": len(corpus.texts)})
+        _check_identifiable(calibration)
         return calibration
 
     # Sample
@@ -258,15 +386,29 @@ class Run:
         if existing >= sampler.n_samples:
             return stored_records[: sampler.n_samples]
 
-        sampler.prepare(cache_dir())
-        atomic_write_json(
-            sampling_path,
-            {
-                "sampler": self.config.sampler.name,
-                "options": protocol_key,
-                "protocol": sampler.protocol(),
-            },
-        )
+        with self.executing() as executor:
+            atomic_write_json(
+                sampling_path,
+                {
+                    "sampler": self.config.sampler.name,
+                    "options": protocol_key,
+                    "protocol": executor.prepare(sampler, cache_dir()),
+                },
+            )
+            records = self._draw_samples(sampler, executor, existing)
+            usage = executor.usage(sampler)
+        details: dict[str, Any] = {"n_samples": len(records), "drawn": len(records) - existing}
+        if usage:
+            # Counts only this process's requests, so a resumed run records
+            # the usage of the samples it drew after the restart.
+            details["usage"] = usage
+        self._update_manifest("sample", details)
+        return records
+
+    def _draw_samples(
+        self, sampler: Sampler, executor: Executor, existing: int
+    ) -> list[dict[str, Any]]:
+        """Draw the missing samples through ``executor``, showing progress and tokens/s."""
         seed = int(getattr(sampler.options, "seed", 0))
         with tqdm(total=sampler.n_samples, initial=existing, desc="sample", unit="sample") as bar:
             started = time.perf_counter()
@@ -279,15 +421,7 @@ class Run:
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix_str(f"{total_tokens / elapsed:.1f} tokens/s")
 
-            records = draw_samples(sampler, samples_path, seed, on_batch)
-        details: dict[str, Any] = {"n_samples": len(records), "drawn": len(records) - existing}
-        usage = sampler.usage()
-        if usage:
-            # Counts only this process's requests, so a resumed run records
-            # the usage of the samples it drew after the restart.
-            details["usage"] = usage
-        self._update_manifest("sample", details)
-        return records
+            return draw_samples(sampler, self.run_dir / SAMPLES_FILE, seed, on_batch, executor)
 
     # Classify and solve
 
@@ -297,23 +431,35 @@ class Run:
         key = _digest([calibration.metadata.get("key"), [r["text"] for r in records]])
         if path.exists():
             try:
-                with np.load(path) as cached:
+                with np.load(path, allow_pickle=False) as cached:
                     if str(cached["key"]) == key:
                         return cached["probs"]
             except (OSError, ValueError, KeyError) as error:
                 # The file is only a cache, so a damaged one is computed again.
                 logger.warning("recomputing the damaged prediction cache %s: %s", path, error)
         texts = [r["text"] for r in records]
-        batches = [texts[i : i + 256] for i in range(0, len(texts), 256)]
-        probs = [
-            calibration.classifier.predict_proba(b)
-            for b in tqdm(batches, desc="classify", unit="batch")
-        ]
-        result = np.vstack(probs) if probs else np.zeros((0, len(calibration.domains)))
-        staging = path.with_name(f".{path.name}.{os.getpid()}.npz")
-        np.savez(staging, probs=result, key=np.array(key))
-        os.replace(staging, path)
+        result = np.zeros((0, len(calibration.domains)))
+        if texts:
+            with self.executing() as executor:
+                result = executor.predict_proba(self._saved_classifier(calibration), texts)
+        result = calibration.apply_map(result)
+        _check_finite(result, f"classifier {calibration.metadata['classifier']['name']!r}")
+        buffer = io.BytesIO()
+        np.savez(buffer, probs=result, key=np.array(key))
+        atomic_write_bytes(path, buffer.getvalue())
         return result
+
+    def _saved_classifier(self, calibration: Calibration) -> SavedClassifier:
+        """Describe the calibration's classifier so that executor workers can load it."""
+        directory = self.config.calibration or self.run_dir / CALIBRATION_DIR
+        saved = calibration.metadata["classifier"]
+        cls = self.registry.get("classifier", saved["name"]).obj
+        return SavedClassifier(
+            cls=cls,
+            options=cls.Options.model_validate(saved["options"]),
+            directory=Path(directory).absolute() / "classifier",
+            loaded=calibration.classifier,
+        )
 
     def truth_vector(self) -> np.ndarray | None:
         """Return the known mixture named by ``truth``, in domain order, if any."""
@@ -363,6 +509,12 @@ class Run:
             raise RunDirectoryError(
                 f"{str(self.run_dir / SAMPLES_FILE)!r} contains no samples; run `llmsurgeon sample`"
             )
+        if len(records) < len(self.taxonomy.domain_ids):
+            raise ConfigError(
+                f"{len(records)} samples for {len(self.taxonomy.domain_ids)} domains cannot "
+                "determine a mixture; raise sampler option n_samples to at least one per "
+                "domain, and to 20 per domain for useful intervals"
+            )
         calibration = self.calibrate()
         probs = self.classify(calibration, records)
         bootstrap = self.config.bootstrap
@@ -380,6 +532,7 @@ class Run:
         generation = self._generation_diagnostics(records, estimate.mixture)
         if generation:
             estimate.diagnostics["generation"] = generation
+        estimate.diagnostics["classifier"] = _classifier_diagnostics(calibration)
         estimate.diagnostics["decoding"] = decoding_diagnostics(self.make_sampler().decoding())
         if estimate.diagnostics["decoding"]["truncated"]:
             logger.warning(
@@ -398,15 +551,64 @@ class Run:
             n_samples=len(records),
             truth=self.truth_vector(),
         )
-        write_report(self.run_dir, result)
+        explorer = explore_samples(
+            self.run_dir, calibration, self.taxonomy, records, probs, self.config.report
+        )
+        write_report(self.run_dir, result, ReportDetails(calibration.confusion, explorer))
         self._update_manifest("estimate", {"n_samples": len(records)})
         return result
 
     def audit(self) -> dict[str, Any]:
         """Run every stage, reusing whatever the run directory already holds."""
-        self.calibrate()
-        self.sample()
-        return self.estimate()
+        with self.executing():
+            self.calibrate()
+            self.sample()
+            return self.estimate()
+
+
+def _check_finite(probs: np.ndarray, producer: str) -> None:
+    """Raise if a classifier returned NaN or infinite probabilities."""
+    bad_rows = int(np.sum(~np.all(np.isfinite(probs), axis=1)))
+    if bad_rows:
+        raise ConfigError(
+            f"{producer} returned non-finite probabilities for {bad_rows} of {len(probs)} "
+            "texts; check its options or choose another classifier"
+        )
+
+
+def _classifier_diagnostics(calibration: Calibration) -> dict[str, Any]:
+    """Return ``diagnostics.classifier``: scores of the out-of-fold reference predictions."""
+    probs, labels = calibration.reference_view
+    continuations = None
+    if calibration.reference_probs is not None:
+        continuations = (calibration.oof_probs, calibration.labels)
+    return evaluate_classifier(
+        calibration.domains,
+        probs,
+        labels,
+        calibration_method=calibration.method,
+        mode=calibration.metadata.get("mode", "reference"),
+        continuations=continuations,
+    )
+
+
+def _check_identifiable(calibration: Calibration) -> None:
+    """Raise if the confusion matrix is singular, so no mixture is identifiable from it.
+
+    A singular ``C`` maps several mixtures to the same mean prediction, and
+    the solver would return an arbitrary one of them.
+    """
+    singular_values = np.linalg.svd(calibration.confusion, compute_uv=False)
+    if singular_values[-1] > SINGULAR_TOLERANCE * singular_values[0]:
+        return
+    groups = suggest_merge_groups(calibration.domains, calibration.confusion)
+    confused = "; ".join(", ".join(group) for group in groups) or ", ".join(calibration.domains)
+    name = calibration.metadata.get("classifier", {}).get("name")
+    raise ConfigError(
+        f"the confusion matrix of classifier {name!r} is singular (smallest singular value "
+        f"{singular_values[-1]:.2g}), so it cannot tell apart domains {confused}; merge them in "
+        "the taxonomy, add reference texts that separate them, or choose another classifier"
+    )
 
 
 def check_run(run: Run) -> None:
@@ -415,4 +617,7 @@ def check_run(run: Run) -> None:
     run._options("sampler", run.config.sampler)
     run._options("classifier", run.config.classifier)
     run._options("solver", run.config.solver)
+    if isinstance(run.config.merge, list):
+        merge_domains(run.taxonomy.domain_ids, run.config.merge)
+    run._options("executor", run.config.executor)
     run.truth_vector()

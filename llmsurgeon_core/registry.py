@@ -9,6 +9,7 @@ distribution names) limits which plugins load; set it empty to load none.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -21,11 +22,12 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import executors, hookspecs
 from .errors import PluginError
 
 __all__ = [
     "ALLOW_LIST_VARIABLE",
+    "BUILTIN_PLUGIN",
     "KINDS",
     "PluginInfo",
     "Registration",
@@ -45,7 +47,11 @@ KINDS: dict[str, str] = {
     "classifier": "register_classifiers",
     "solver": "register_solvers",
     "taxonomy": "register_taxonomies",
+    "executor": "register_executors",
 }
+
+# The name under which the core registers its own components (the local executor).
+BUILTIN_PLUGIN = "llmsurgeon-core"
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class Registry:
     def __init__(self, plugin_manager: pluggy.PluginManager) -> None:
         self.plugin_manager = plugin_manager
         self.plugins: dict[str, PluginInfo] = {}
+        # The core's own components go through the same hooks, but are not
+        # an installed plugin, so the allow-list and ``plugins`` leave them out.
+        self.builtins: dict[str, PluginInfo] = {}
         self._components: dict[str, dict[str, Registration]] = {k: {} for k in KINDS}
         self._clashes: dict[tuple[str, str], list[str]] = {}
 
@@ -103,6 +112,19 @@ class Registry:
             info.hooks.append(impl_hook.name)
         info.hooks.sort()
 
+    def add_builtin(self, module: ModuleType) -> None:
+        """Register one of the core's own hook modules."""
+        version = None
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            version = metadata.version(BUILTIN_PLUGIN)
+        self.builtins[BUILTIN_PLUGIN] = PluginInfo(BUILTIN_PLUGIN, BUILTIN_PLUGIN, version)
+        self.plugin_manager.register(module, name=BUILTIN_PLUGIN)
+        for impl_hook in self.plugin_manager.get_hookcallers(module) or []:
+            self.builtins[BUILTIN_PLUGIN].hooks.append(impl_hook.name)
+
+    def _info(self, plugin: str) -> PluginInfo:
+        return self.plugins.get(plugin) or self.builtins[plugin]
+
     def collect(self) -> None:
         """Call every registration hook of every plugin, one plugin at a time."""
         for kind, hook_name in KINDS.items():
@@ -113,7 +135,7 @@ class Registry:
                     impl.function(register=register)
                 except Exception as error:  # a broken plugin must not break the rest
                     message = f"{hook_name} raised {type(error).__name__}: {error}"
-                    self.plugins[impl.plugin_name].errors.append(message)
+                    self._info(impl.plugin_name).errors.append(message)
                     logger.warning("plugin %s: %s", impl.plugin_name, message)
                     logger.debug("%s", traceback.format_exc())
 
@@ -128,12 +150,12 @@ class Registry:
                 owners = self._clashes.setdefault((kind, name), [existing.plugin])
                 owners.append(plugin)
                 for owner in (existing.plugin, plugin):
-                    self.plugins[owner].errors.append(
+                    self._info(owner).errors.append(
                         f"{kind} {name!r} is registered by both {owners[0]!r} and {plugin!r}"
                     )
                 return
             self._components[kind][name] = Registration(kind, name, obj, plugin)
-            self.plugins[plugin].components.setdefault(kind, []).append(name)
+            self._info(plugin).components.setdefault(kind, []).append(name)
 
         return register
 
@@ -194,6 +216,7 @@ def load_registry(extra_plugins: Iterable[tuple[str, ModuleType]] = ()) -> Regis
     plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     plugin_manager.add_hookspecs(hookspecs)
     registry = Registry(plugin_manager)
+    registry.add_builtin(executors)
     allowed = _allowed_names()
 
     for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

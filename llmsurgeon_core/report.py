@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .classifier_diagnostics import render_confusion_heatmap, render_reliability_diagram
 from .estimation import Estimate
+from .html_report import ReportDetails, render_html
 from .metrics import compare_mixtures
 from .storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -107,6 +109,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"estimate with it: {generation['overlap_accuracy']:.4f}"
         )
     lines += _diagnostic_lines(diagnostics)
+    lines += _classifier_lines(diagnostics.get("classifier"))
     lines += _merged_lines(diagnostics.get("merged"), level)
     return "\n".join(lines) + "\n"
 
@@ -173,6 +176,48 @@ def _diagnostic_lines(diagnostics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _classifier_lines(classifier: dict[str, Any] | None) -> list[str]:
+    """Render the classifier's out-of-fold scores, calibration and figures."""
+    if not classifier:
+        return []
+    source = (
+        "the target's continuations of reference prefixes"
+        if classifier["mode"] == "generation"
+        else "out-of-fold predictions of reference text"
+    )
+    lines = [
+        "",
+        "## Classifier",
+        "",
+        f"C comes from {source}; calibration map: {classifier['calibration_method']}. On "
+        f"{classifier['n_texts']} out-of-fold reference texts the accuracy is "
+        f"{classifier['accuracy']:.3f}, the macro F1 {classifier['macro_f1']:.3f} and the "
+        f"expected calibration error {classifier['ece']:.3f}.",
+    ]
+    continuations = classifier.get("continuations")
+    if continuations:
+        lines.append(
+            f"On {continuations['n_texts']} continuations the accuracy is "
+            f"{continuations['accuracy']:.3f} and the expected calibration error "
+            f"{continuations['ece']:.3f}."
+        )
+    lines += [
+        "",
+        "| domain | precision | recall | F1 | support |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for domain, scores in classifier["per_domain"].items():
+        lines.append(
+            f"| {domain} | {scores['precision']:.3f} | {scores['recall']:.3f} | "
+            f"{scores['f1']:.3f} | {scores['support']} |"
+        )
+    lines += [
+        "",
+        "![reliability diagram](reliability.png) ![confusion heatmap](confusion.png)",
+    ]
+    return lines
+
+
 def _merged_lines(merged: dict[str, Any] | None, level: int) -> list[str]:
     if not merged:
         return []
@@ -228,8 +273,20 @@ def render_chart(result: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(run_dir: Path, result: dict[str, Any]) -> None:
-    """Write ``result.json``, ``report.md`` and ``mixture.png`` into ``run_dir``."""
+def write_report(
+    run_dir: Path, result: dict[str, Any], details: ReportDetails | None = None
+) -> None:
+    """Write ``result.json``, ``report.md``, ``mixture.png`` and ``report.html`` into ``run_dir``.
+
+    ``details`` carries what ``report.html`` shows beyond the result: the
+    confusion matrix and the sample explorer.
+    """
     atomic_write_json(run_dir / "result.json", result)
     atomic_write_text(run_dir / "report.md", render_markdown(result))
     atomic_write_bytes(run_dir / "mixture.png", render_chart(result))
+    classifier = result["diagnostics"].get("classifier")
+    if classifier:
+        atomic_write_bytes(run_dir / "reliability.png", render_reliability_diagram(classifier))
+        confusion = render_confusion_heatmap(classifier, result["domains"])
+        atomic_write_bytes(run_dir / "confusion.png", confusion)
+    atomic_write_text(run_dir / "report.html", render_html(result, run_dir, details))

@@ -12,6 +12,8 @@ from typing import Any
 
 from .components import Sampler, SampleRequest
 from .errors import RunDirectoryError
+from .executors import Executor, LocalExecutor
+from .storage import storage_error
 
 __all__ = ["append_samples", "decoding_diagnostics", "draw_samples", "read_samples"]
 
@@ -53,12 +55,38 @@ def read_samples(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 
 
 def append_samples(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append records as JSON lines with one write, then flush them to disk."""
+    """Append records as JSON lines with one write, then flush them to disk.
+
+    A write that fails (a full disk, say) is cut off again, so the file keeps
+    exactly the samples it had before.
+
+    Raises:
+        RunDirectoryError: if the disk is full or the file is not writable.
+    """
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(payload)
-        handle.flush()
+    try:
+        with open(path, "ab") as handle:
+            size = handle.tell()
+            try:
+                handle.write(payload.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                _truncate(handle, size)
+                raise
+    except OSError as error:
+        raise storage_error(Path(path), error) from None
+
+
+def _truncate(handle: Any, size: int) -> None:
+    """Cut a file back to ``size`` bytes, dropping what a failed write left behind."""
+    try:
+        handle.seek(size)
+        handle.truncate(size)
         os.fsync(handle.fileno())
+    except OSError as error:
+        # The torn tail is cut off by the next read_samples(repair=True).
+        logger.warning("failed to cut %s back to %d bytes: %s", handle.name, size, error)
 
 
 def draw_samples(
@@ -66,6 +94,7 @@ def draw_samples(
     path: Path,
     seed: int,
     on_batch: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Draw samples until ``path`` contains ``sampler.n_samples`` of them.
 
@@ -76,14 +105,22 @@ def draw_samples(
 
     Args:
         on_batch: called with the number of new samples and their token count.
+        executor: generates the batches (default: the local executor). It
+            yields them in index order wherever they ran, so the file is
+            appended in index order.
     """
     records = read_samples(path, repair=True)
     target = sampler.n_samples
     batch_size = max(1, sampler.batch_size)
     start = len(records) - len(records) % batch_size
-    for batch_start in range(start, target, batch_size):
-        indices = list(range(batch_start, min(batch_start + batch_size, target)))
-        generated = sampler.generate(SampleRequest(indices=indices, seed=seed))
+    requests = [
+        SampleRequest(indices=list(range(first, min(first + batch_size, target))), seed=seed)
+        for first in range(start, target, batch_size)
+    ]
+    executor = executor or LocalExecutor(LocalExecutor.Options())
+    # With strict, an executor that yields fewer batches than requests raises ValueError.
+    for request, generated in zip(requests, executor.generate(sampler, requests), strict=True):
+        indices = request.indices
         if len(generated) != len(indices):
             raise RuntimeError(
                 f"sampler returned {len(generated)} samples for a batch of {len(indices)}"

@@ -36,7 +36,7 @@ def config_json_schema(registry: Registry) -> dict[str, Any]:
     """Return the schema of :class:`AuditConfig` with each component kind as a union."""
     fields = {
         kind: (_component_union(registry, kind), AuditConfig.model_fields[kind])
-        for kind in ("sampler", "classifier", "solver")
+        for kind in ("sampler", "classifier", "solver", "executor")
     }
     model: type[BaseModel] = create_model("AuditConfig", __base__=AuditConfig, **fields)
     return model.model_json_schema()

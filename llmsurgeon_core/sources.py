@@ -13,7 +13,6 @@ import glob
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +21,7 @@ from typing import Any
 
 from .errors import TaxonomyError
 from .paths import cache_dir
+from .storage import atomic_write_text
 from .taxonomy import (
     CsvSource,
     DistributionSource,
@@ -260,12 +260,7 @@ def _hf_documents(source: HfDatasetSource, base_dir: Path) -> list[Document]:
         texts = _stream_hf_texts(source, base_dir)
         # An empty result is not cached, so a corrected filter or a later online run can fill it.
         if source.cache and texts:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(f".{path.name}.{os.getpid()}")
-            with staging.open("w", encoding="utf-8") as handle:
-                for text in texts:
-                    handle.write(json.dumps({"text": text}) + "\n")
-            os.replace(staging, path)
+            atomic_write_text(path, "".join(json.dumps({"text": t}) + "\n" for t in texts))
     return [Document(f"{source.path}:{n}", lambda t=t: t) for n, t in enumerate(texts)]
 
 

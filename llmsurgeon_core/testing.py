@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .components import Classifier, ComponentOptions, Sampler, Solver
+    from .executors import Executor, SavedClassifier
     from .taxonomy import Taxonomy
 
 __all__ = [
     "ConformanceError",
     "check_classifier",
+    "check_executor",
     "check_sampler",
     "check_solver",
     "check_taxonomy",
@@ -368,6 +370,114 @@ def check_sampler(sampler: Sampler, tmp_path: Path, *, seed: int = 0) -> None:
         json.dumps(resumed, sort_keys=True) == json.dumps(stored, sort_keys=True),
         f"{name}: resuming after cutting samples.jsonl to {keep} records gave different records",
     )
+
+
+# Executors
+
+
+def _check_executor_sampling(
+    executor: Executor, sampler: Sampler, tmp_path: Path, seed: int
+) -> None:
+    from dataclasses import asdict
+
+    from .components import SampleRequest
+    from .sampling import draw_samples, read_samples
+
+    name = _name(executor)
+    protocol = executor.prepare(sampler, tmp_path / "cache")
+    _expect(
+        isinstance(protocol, dict) and set(protocol) == set(sampler.protocol()),
+        f"{name}: prepare returned {protocol!r}, expected a protocol with the keys of "
+        "the sampler's own",
+    )
+    expected_path = tmp_path / "local.jsonl"
+    expected = draw_samples(sampler, expected_path, seed)
+    path = tmp_path / "executor.jsonl"
+    records = draw_samples(sampler, path, seed, executor=executor)
+    _expect(
+        json.dumps(records, sort_keys=True) == json.dumps(expected, sort_keys=True),
+        f"{name}: draw_samples through the executor gave other records than the sampler alone",
+    )
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    keep = len(lines) // 2 + (1 if sampler.batch_size > 1 else 0)
+    keep = min(keep, len(lines) - 1)
+    path.write_bytes(b"".join(lines[:keep]) + lines[keep][: len(lines[keep]) // 2])
+    draw_samples(sampler, path, seed, executor=executor)
+    _expect(
+        json.dumps(read_samples(path), sort_keys=True) == json.dumps(expected, sort_keys=True),
+        f"{name}: resuming a file cut to {keep} records gave different records",
+    )
+
+    size = max(1, sampler.batch_size)
+    requests = [
+        SampleRequest(indices=list(range(start, min(start + size, sampler.n_samples))), seed=seed)
+        for start in range(0, sampler.n_samples, size)
+    ][::-1]
+    batches = list(executor.generate(sampler, requests))
+    _expect(
+        len(batches) == len(requests),
+        f"{name}: generate yielded {len(batches)} batches for {len(requests)} requests",
+    )
+    for request, batch in zip(requests, batches):
+        _expect(
+            [asdict(g) for g in batch] == [asdict(g) for g in sampler.generate(request)],
+            f"{name}: the batch at index {request.indices[0]} differs from the sampler's, or "
+            "came back out of request order",
+        )
+    _expect(
+        list(executor.generate(sampler, [])) == [],
+        f"{name}: generate yielded batches for no requests",
+    )
+
+
+def check_executor(
+    executor: Executor,
+    sampler: Sampler,
+    classifier: SavedClassifier,
+    texts: Sequence[str],
+    tmp_path: Path,
+    *,
+    seed: int = 0,
+) -> None:
+    """Check that an executor returns what the sampler and classifier return on their own.
+
+    ``prepare`` must return a protocol with the sampler's keys. Draws the
+    sampler's samples with and without the executor and expects the same
+    records, also after resuming a file cut in the middle of a batch with a
+    torn last line. Batches requested in reverse order must come back in that
+    order. ``predict_proba`` must match the loaded classifier's probabilities,
+    row for row, also for the texts in reverse order.
+
+    Args:
+        executor: the executor, already configured; the check does not close it.
+        sampler: a prepared sampler whose ``n_samples`` spans several batches.
+        classifier: a classifier saved in a calibration directory.
+        texts: at least two texts to classify.
+        tmp_path: an empty folder for the sample files.
+        seed: run seed passed in every request.
+
+    Raises:
+        ConformanceError: naming the case that failed.
+    """
+    import numpy as np
+
+    from .executors import Executor
+
+    name = _name(executor)
+    _expect(isinstance(executor, Executor), f"{name} is not a llmsurgeon_core Executor instance")
+    tmp_path = Path(tmp_path)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    _check_executor_sampling(executor, sampler, tmp_path, seed)
+
+    expected = np.asarray(classifier.load().predict_proba(list(texts)))
+    for label, order in (("in order", slice(None)), ("reversed", slice(None, None, -1))):
+        probs = executor.predict_proba(classifier, list(texts)[order])
+        _check_probabilities(f"{name}, texts {label}", probs, len(texts), expected.shape[1])
+        _expect(
+            bool(np.allclose(probs, expected[order], rtol=0, atol=1e-12)),
+            f"{name}: predict_proba of the texts {label} differs from the classifier's rows",
+        )
 
 
 # Taxonomies

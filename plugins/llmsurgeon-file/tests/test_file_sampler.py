@@ -261,12 +261,28 @@ def test_samples_of_a_run_audited_again(tmp_path: Path) -> None:
     assert second[0]["metadata"]["source"] == "samples.jsonl"
 
 
-def test_cli_plugins_lists_file() -> None:
+def run_plugins_command(*arguments: str) -> str:
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("llmsurgeon")), "plugins", "--json"],
+        [str(Path(sys.executable).with_name("llmsurgeon")), "plugins", *arguments],
         capture_output=True,
         text=True,
         check=True,
     )
-    names = {info["name"]: info["components"] for info in json.loads(result.stdout)}
+    return result.stdout
+
+
+def test_cli_plugins_lists_file() -> None:
+    listed = json.loads(run_plugins_command("--json"))
+    names = {info["name"]: info["components"] for info in listed}
     assert names["file"] == {"sampler": ["file"]}
+
+
+def test_cli_plugins_lists_shipped_samplers() -> None:
+    # The project's requirements install every shipped sampler plugin; vllm
+    # registers its sampler without importing vllm.
+    listed = json.loads(run_plugins_command("--json"))
+    samplers = {name for info in listed for name in info["components"].get("sampler", [])}
+    assert {"hf", "vllm", "openai", "file"} <= samplers
+    lines = [line.strip() for line in run_plugins_command().splitlines()]
+    for name in ("hf", "vllm", "openai", "file"):
+        assert f"sampler: {name}" in lines

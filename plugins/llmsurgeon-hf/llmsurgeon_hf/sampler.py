@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,7 +39,13 @@ class HFSamplerOptions(ComponentOptions):
     model: str | None = Field(
         None,
         description="Local model directory or Hugging Face Hub id, loaded with "
-        "AutoModelForCausalLM and AutoTokenizer; remote code is never run.",
+        "AutoModelForCausalLM and AutoTokenizer.",
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Run the Python code that a model repository ships for its model or "
+        "tokenizer class. That code runs with your permissions, so turn this on only for a "
+        "repository you trust.",
     )
     train: TargetTraining | None = Field(
         None,
@@ -181,9 +188,10 @@ class HFSampler(Sampler):
         device = self._resolve_device()
         try:
             revision = {} if self.options.revision is None else {"revision": self.options.revision}
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, **revision)
+            trusted = self.options.trust_remote_code
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted, **revision)
             model = AutoModelForCausalLM.from_pretrained(
-                path, trust_remote_code=False, **revision, **_dtype_argument(self.options.dtype)
+                path, trust_remote_code=trusted, **revision, **_dtype_argument(self.options.dtype)
             )
         except (OSError, ValueError) as error:
             raise ConfigError(
@@ -275,15 +283,71 @@ class HFSampler(Sampler):
                 texts.extend(self._generate_batch(prompts[start : start + self.options.batch_size]))
         return texts
 
+    def continue_prompts(
+        self, prompts: Sequence[str], seed: int, domains: Sequence[str] | None = None
+    ) -> list[GeneratedText]:
+        """Return the model's continuation of each prompt, decoded without the prompt.
+
+        Each prompt follows the start token, and decoding uses the sampler's
+        options, as in :meth:`generate`. A target built by ``train-target``
+        saw every training text after its domain token, so with ``domains``
+        that token of the prompt's domain goes between the start token and the
+        prompt. The model is given only the last tokens of a prompt too long
+        for its context with ``max_new_tokens`` more. The random state depends
+        only on ``seed``, so the same prompts give the same continuations on CPU.
+        """
+        import torch
+
+        if self._model is None:
+            raise RuntimeError("HFSampler.continue_prompts() called before prepare()")
+        prompts = list(prompts)
+        leads = self._domain_leads(domains, len(prompts))
+        room = self._prompt_room()
+        texts: list[GeneratedText] = []
+        devices = [torch.device(self._device).index or 0] if self._device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(_batch_seed(SampleRequest(indices=[-1], seed=seed)))
+            for start in range(0, len(prompts), self.options.batch_size):
+                end = start + self.options.batch_size
+                texts.extend(self._generate_batch(prompts[start:end], room, leads[start:end]))
+        return texts
+
+    def _domain_leads(self, domains: Sequence[str] | None, count: int) -> list[list[int]]:
+        """Return, per prompt, the target's token of its domain, or no token."""
+        if domains is None or not self._domain_by_token_id:
+            return [[] for _ in range(count)]
+        if len(domains) != count:
+            raise ValueError(f"got {len(domains)} domains for {count} prompts; pass one per prompt")
+        token_by_domain = {domain: token for token, domain in self._domain_by_token_id.items()}
+        return [[token_by_domain[d]] if d in token_by_domain else [] for d in domains]
+
+    def _prompt_room(self) -> int | None:
+        """Return how many prompt tokens fit the context beside the start and new tokens."""
+        context = getattr(self._model.config, "max_position_embeddings", None)
+        if context is None:
+            return None
+        room = context - 1 - self.options.max_new_tokens
+        if room < 1:
+            raise ConfigError(
+                f"max_new_tokens {self.options.max_new_tokens} leaves no room for a prompt in "
+                f"the model's context of {context} tokens; lower sampler option max_new_tokens"
+            )
+        return room
+
     def _prompt_for(self, index: int) -> str:
         if self.options.prompt == "bos":
             return ""
         return self._prompts[index % len(self._prompts)]
 
-    def _generate_batch(self, prompts: list[str]) -> list[GeneratedText]:
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        max_prompt_tokens: int | None = None,
+        lead_tokens: list[list[int]] | None = None,
+    ) -> list[GeneratedText]:
         import torch
 
-        input_ids, attention_mask = self._encode_prompts(prompts)
+        input_ids, attention_mask = self._encode_prompts(prompts, max_prompt_tokens, lead_tokens)
         with torch.inference_mode():
             output = self._model.generate(
                 input_ids=input_ids,
@@ -301,14 +365,28 @@ class HFSampler(Sampler):
             for prompt, tokens in zip(prompts, new_tokens, strict=True)
         ]
 
-    def _encode_prompts(self, prompts: list[str]) -> tuple[Any, Any]:
-        """Return left-padded ``(batch, length)`` input ids and attention mask."""
+    def _encode_prompts(
+        self,
+        prompts: list[str],
+        max_prompt_tokens: int | None = None,
+        lead_tokens: list[list[int]] | None = None,
+    ) -> tuple[Any, Any]:
+        """Return left-padded ``(batch, length)`` input ids and attention mask.
+
+        ``lead_tokens`` go right after each row's start token. With
+        ``max_prompt_tokens``, a row keeps its lead tokens and as many of its
+        prompt's last tokens as fit beside them in that budget.
+        """
         import torch
 
-        rows = [
-            [self._start_id, *self._tokenizer.encode(prompt, add_special_tokens=False)]
-            for prompt in prompts
-        ]
+        leads = lead_tokens or [[] for _ in prompts]
+        rows = []
+        for prompt, lead in zip(prompts, leads, strict=True):
+            tokens = self._tokenizer.encode(prompt, add_special_tokens=False)
+            if max_prompt_tokens is not None:
+                keep = max(max_prompt_tokens - len(lead), 0)
+                tokens = tokens[max(len(tokens) - keep, 0) :]
+            rows.append([self._start_id, *lead, *tokens])
         length = max(len(row) for row in rows)
         input_ids = torch.full((len(rows), length), self._pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)

@@ -324,10 +324,15 @@ def _build_model(tokenizer: PreTrainedTokenizerFast, options: TargetTraining) ->
     # dropout made a step of the default target about 10% faster than GPT-2's
     # gelu_new with dropout 0.1. sdpa and eager attention ran at the same speed.
     try:
-        return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     except (ImportError, ValueError) as error:
         logger.info("sdpa attention is unavailable (%s); using the eager implementation", error)
-        return AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config)
+    # transformers 5 picks the loss from the class name, and "GPT2LMHeadModel"
+    # names none, so it warns before using the causal language-model loss.
+    # Naming that loss here gives the same loss without the warning.
+    model.loss_type = "ForCausalLM"
+    return model
 
 
 def _learning_rate_factor(step: int, n_steps: int) -> float:
@@ -380,7 +385,8 @@ def _train_model(
     progress = tqdm(total=n_steps, desc="training target", unit="step", file=sys.stderr)
     for step in range(n_steps):
         batch = sequences[order[step * options.batch_size : (step + 1) * options.batch_size]]
-        loss = model(input_ids=batch, labels=batch).loss
+        mask = torch.ones_like(batch)
+        loss = model(input_ids=batch, attention_mask=mask, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -424,8 +430,9 @@ def _first_token_mixture(
     import torch
 
     token_ids = tokenizer.convert_tokens_to_ids([domain_token(d) for d in domain_ids])
+    input_ids = torch.tensor([[tokenizer.bos_token_id]])
     with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([[tokenizer.bos_token_id]])).logits[0, -1]
+        logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[0, -1]
     probabilities = torch.softmax(logits.float(), dim=-1)[token_ids]
     total = float(probabilities.sum())
     shares = {d: float(p) / total for d, p in zip(domain_ids, probabilities, strict=True)}

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import itertools
 import logging
 import os
 import random
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -29,6 +32,7 @@ from llmsurgeon_core import (
     Sampler,
     SampleRequest,
 )
+from llmsurgeon_core.secrets import register_secret
 
 if TYPE_CHECKING:
     import openai
@@ -56,7 +60,14 @@ class OpenAISamplerOptions(ComponentOptions):
     api_key_env: str | None = Field(
         "OPENAI_API_KEY",
         description="Name of the environment variable that contains the API key; the key itself "
-        "is never written to a file or log. Null sends a placeholder key, for local servers.",
+        "is never written to a file or log. Null sends a placeholder key, for local servers, "
+        "unless api_key_file is set.",
+    )
+    api_key_file: str | None = Field(
+        None,
+        description="File whose content (surrounding whitespace removed) is the API key, read "
+        "when sampling starts and never stored; it must not be readable by group or others "
+        "(chmod 600). It replaces api_key_env, which must then be left unset.",
     )
     endpoint: Literal["completions", "chat"] = Field(
         "completions",
@@ -66,8 +77,9 @@ class OpenAISamplerOptions(ComponentOptions):
     prompts: list[str] = Field(
         default_factory=lambda: [""],
         min_length=1,
-        description="Prompts cycled by sample index; the default empty prompt starts a "
-        "document from the server's start token, where the server adds one.",
+        description="Prompts cycled over blocks of n consecutive sample indices, because the n "
+        "texts of one request share a prompt; the default empty prompt starts a document from "
+        "the server's start token, where the server adds one.",
     )
     system_prompt: str | None = Field(
         None, description="System message sent before each prompt; 'chat' endpoint only."
@@ -125,6 +137,9 @@ class OpenAISamplerOptions(ComponentOptions):
     def _check_endpoint(self) -> OpenAISamplerOptions:
         if self.system_prompt is not None and self.endpoint != "chat":
             raise ValueError("system_prompt is set but endpoint is 'completions'; set it to 'chat'")
+        env_given = "api_key_env" in self.model_fields_set and self.api_key_env is not None
+        if self.api_key_file is not None and env_given:
+            raise ValueError("api_key_file and api_key_env are both set; remove one of them")
         return self
 
 
@@ -161,19 +176,19 @@ class OpenAISampler(Sampler):
         return self.options.batch_size
 
     def prepare(self, cache_dir: Any) -> None:
-        """Read the API key from its environment variable."""
-        name = self.options.api_key_env
-        if name is None:
+        """Read the API key from its environment variable or its file.
+
+        The key is registered with :mod:`llmsurgeon_core.secrets`, so it is
+        masked in logs and in the files of the run.
+        """
+        if self.options.api_key_file is not None:
+            self._api_key = read_api_key_file(Path(self.options.api_key_file))
+        elif self.options.api_key_env is None:
             self._api_key = "none"
             return
-        key = os.environ.get(name)
-        if not key:
-            raise ConfigError(
-                f"environment variable {name!r} named by sampler option api_key_env is not "
-                "set; export the API key in it, or set api_key_env to null for a server "
-                "without keys"
-            )
-        self._api_key = key
+        else:
+            self._api_key = _read_api_key_env(self.options.api_key_env)
+        register_secret(self._api_key)
 
     def generate(self, request: SampleRequest) -> list[GeneratedText]:
         """Return one text per index of ``request``, in order."""
@@ -207,17 +222,36 @@ class OpenAISampler(Sampler):
         )
         semaphore = asyncio.Semaphore(self.options.concurrency)
         results: dict[int, GeneratedText] = {}
+        usage_before = self._usage.copy()
         async with client:
             calls = self._plan(request)
             await asyncio.gather(*(self._run_call(client, semaphore, c, results) for c in calls))
+        self._warn_about_retries(request, usage_before)
         return [results[index] for index in request.indices]
 
-    def _plan(self, request: SampleRequest) -> list[_Call]:
-        size = self.options.n if self._n_honoured else 1
-        indices = list(request.indices)
-        return [
-            _Call(tuple(indices[i : i + size]), request.seed) for i in range(0, len(indices), size)
+    def _warn_about_retries(self, request: SampleRequest, usage_before: Counter[str]) -> None:
+        """Log one warning that counts the retries of ``request`` by reason, if it had any."""
+        retries = self._usage["retries"] - usage_before["retries"]
+        if retries == 0:
+            return
+        reasons = [
+            f"{key.removeprefix('retries_').replace('_', ' ')}: {count - usage_before[key]}"
+            for key, count in sorted(self._usage.items())
+            if key.startswith("retries_") and count > usage_before[key]
         ]
+        logger.warning(
+            "samples %d-%d arrived after %d retries (%s)",
+            request.indices[0],
+            request.indices[-1],
+            retries,
+            ", ".join(reasons),
+        )
+
+    def _plan(self, request: SampleRequest) -> list[_Call]:
+        """Split ``request`` into calls, one per block of n indices (per index without n)."""
+        size = self.options.n if self._n_honoured else 1
+        blocks = itertools.groupby(request.indices, key=lambda index: index // size)
+        return [_Call(tuple(block), request.seed) for _, block in blocks]
 
     async def _run_call(
         self,
@@ -320,7 +354,7 @@ class OpenAISampler(Sampler):
             delay = self._backoff(attempt, retry_after)
             self._usage["retries"] += 1
             self._usage[f"retries_{reason.split(' (')[0].replace(' ', '_')}"] += 1
-            logger.warning(
+            logger.info(
                 "request for samples %d-%d failed with %s; retry %d of %d in %.2f s",
                 call.indices[0],
                 call.indices[-1],
@@ -346,7 +380,9 @@ class OpenAISampler(Sampler):
         return text
 
     def _prompt_for(self, index: int) -> str:
-        return self.options.prompts[index % len(self.options.prompts)]
+        """Return the prompt of sample ``index``, the same for each block of n indices."""
+        block = index // self.options.n
+        return self.options.prompts[block % len(self.options.prompts)]
 
     # Responses
 
@@ -385,6 +421,44 @@ class OpenAISampler(Sampler):
             )
             texts.append(GeneratedText(prompt, text, n_tokens, finish_reason, sample_metadata))
         return texts
+
+
+def _read_api_key_env(name: str) -> str:
+    key = os.environ.get(name)
+    if not key:
+        raise ConfigError(
+            f"environment variable {name!r} named by sampler option api_key_env is not "
+            "set; export the API key in it, or set api_key_env to null for a server "
+            "without keys"
+        )
+    return key
+
+
+def read_api_key_file(path: Path) -> str:
+    """Read an API key from ``path``, which only its owner may read.
+
+    Raises:
+        ConfigError: if the file is missing, unreadable, empty, or readable by
+            group or others.
+    """
+    try:
+        mode = path.stat().st_mode
+        key = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"sampler option api_key_file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"cannot read sampler option api_key_file {str(path)!r}: {error}; make it a "
+            "UTF-8 text file that you can read"
+        ) from None
+    if stat.S_IMODE(mode) & 0o077:
+        raise ConfigError(
+            f"sampler option api_key_file {str(path)!r} has mode {stat.S_IMODE(mode):o}, so "
+            f"group or others can access it; run `chmod 600 {path}`"
+        )
+    if not key:
+        raise ConfigError(f"sampler option api_key_file {str(path)!r} is empty; write the key")
+    return key
 
 
 def _request_seed(seed: int, index: int) -> int:

@@ -133,7 +133,10 @@ def test_chat_endpoint(server: Server) -> None:
 def test_ignored_n_falls_back_to_single_requests(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    single = texts(draw(make_sampler(server.base_url, server.model), range(12)))
+    # Each block of 4 samples shares a prompt, and each text falls back to its own seed,
+    # which is what n=1 draws with every prompt repeated 4 times.
+    repeated = [prompt for prompt in PROMPTS for _ in range(4)]
+    single = texts(draw(make_sampler(server.base_url, server.model, prompts=repeated), range(12)))
     sampler = make_sampler(server.base_url, server.model, n=4)
     with caplog.at_level(logging.WARNING, logger="llmsurgeon_openai.sampler"):
         first_batch = texts(draw(sampler, range(8)))
@@ -159,7 +162,7 @@ def test_faults_retried_until_every_sample_arrives(
     # so only the slow one times out.
     proxy = make_proxy(faults, slow_seconds=6.0)
     sampler = make_sampler(proxy.base_url, server.model, concurrency=4, timeout=3.0)
-    with caplog.at_level(logging.WARNING, logger="llmsurgeon_openai.sampler"):
+    with caplog.at_level(logging.INFO, logger="llmsurgeon_openai.sampler"):
         generated = draw(sampler, range(12))
     assert texts(generated) == expected
     injected = [r.fault for r in proxy.requests if r.fault != "ok"]
@@ -171,7 +174,17 @@ def test_faults_retried_until_every_sample_arrives(
     assert usage["retries_timeout"] == 1
     assert usage["retries_connection_error"] == 2
     assert len(proxy.requests) == 12 + len(injected)
-    assert "failed with status 429" in caplog.text
+
+    # One INFO line per retry, with its reason and delay, and one WARNING for the batch.
+    retry_lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(retry_lines) == len(injected)
+    assert sum("failed with status 429; retry " in line for line in retry_lines) == 2
+    assert all(line.endswith(" s") for line in retry_lines)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "samples 0-11 arrived after 7 retries (connection error: 2, status 429: 2, "
+        "status 500: 2, timeout: 1)"
+    ]
 
 
 def test_retry_after_honoured(server: Server, make_proxy) -> None:
@@ -182,6 +195,15 @@ def test_retry_after_honoured(server: Server, make_proxy) -> None:
     assert rejected.fault == "429"
     assert rejected.body_digest == accepted.body_digest
     assert accepted.arrived - rejected.arrived >= 0.95
+
+
+def test_requests_follow_blocks_of_n() -> None:
+    sampler = OpenAISampler(
+        OpenAISampler.Options(base_url="http://127.0.0.1:1/v1", model="m", n=4, prompts=["a", "b"])
+    )
+    calls = sampler._plan(SampleRequest(indices=list(range(3, 11)), seed=0))
+    assert [call.indices for call in calls] == [(3,), (4, 5, 6, 7), (8, 9, 10)]
+    assert [sampler._prompt_for(call.indices[0]) for call in calls] == ["a", "b", "a"]
 
 
 def test_backoff_grows_with_jitter() -> None:

@@ -1,7 +1,8 @@
 """A TF-IDF and logistic-regression domain classifier built on scikit-learn.
 
-scikit-learn and joblib are imported by the methods that need them, so
-registering the classifier does not load them.
+scikit-learn (and joblib, for directories of the old pickle format) are
+imported by the methods that need them, so registering the classifier does
+not load them.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ _EMPTY_VOCABULARY_MESSAGES = (
     "max_df corresponds to < documents than min_df",
 )
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.npz"
+VOCABULARY_FILE = "vocabulary.json"
 METADATA_FILE = "classifier.json"
-SAVE_FORMAT = 1
+SAVE_FORMAT = 2
+# Format 1 stored the fitted pipeline as a joblib pickle.
+PICKLE_FORMAT = 1
+LEGACY_MODEL_FILE = "model.joblib"
 
 
 class TfidfOptions(ComponentOptions):
@@ -222,18 +227,40 @@ class TfidfClassifier(Classifier):
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         return probabilities
 
+    def embed(self, texts: Iterable[str]) -> Any:
+        """Return the sparse ``(n_texts, n_terms)`` TF-IDF features the model reads.
+
+        The word and character blocks are each L2-normalized, so cosine
+        similarity weighs them equally. A classifier fitted on a single class
+        has no features and returns :meth:`predict_proba` instead.
+        """
+        if getattr(self, "pipeline_", None) is None:
+            return self.predict_proba(texts)
+        return self.pipeline_.named_steps["features"].transform(_as_text_list(texts))
+
     def save(self, directory: Path) -> None:
-        """Write ``model.joblib`` and ``classifier.json`` into ``directory``."""
-        import joblib
+        """Write ``classifier.json``, ``vocabulary.json`` and ``model.npz`` into ``directory``.
+
+        The files contain plain JSON and numeric arrays, so loading them runs no
+        code: the vocabularies, the inverse document frequencies and the
+        logistic regression's coefficients.
+        """
         import sklearn
 
         if not hasattr(self, "classes_"):
             raise RuntimeError("the tfidf classifier is not fitted; call fit() before save()")
         directory = Path(directory)
-        joblib.dump(
-            {"pipeline": self.pipeline_, "classes": self.classes_, "n_classes": self.n_classes_},
-            directory / MODEL_FILE,
-        )
+        arrays: dict[str, np.ndarray] = {"classes": self.classes_}
+        vocabularies: dict[str, list[str]] = {}
+        if self.pipeline_ is not None:
+            for name, vectorizer in self.pipeline_.named_steps["features"].transformer_list:
+                vocabularies[name] = _ordered_terms(vectorizer.vocabulary_)
+                arrays[f"idf_{name}"] = vectorizer.idf_
+            model = self.pipeline_.named_steps["model"]
+            arrays["coef"] = model.coef_
+            arrays["intercept"] = model.intercept_
+        np.savez(directory / MODEL_FILE, **arrays)
+        (directory / VOCABULARY_FILE).write_text(json.dumps(vocabularies) + "\n")
         metadata = {
             "format": SAVE_FORMAT,
             "options": self.options.model_dump(mode="json"),
@@ -244,18 +271,21 @@ class TfidfClassifier(Classifier):
         (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: Path, options: ComponentOptions) -> TfidfClassifier:
+    def load(
+        cls, directory: Path, options: ComponentOptions, *, trust_pickle: bool = False
+    ) -> TfidfClassifier:
         """Read a classifier that :meth:`save` wrote into ``directory``.
 
         The returned classifier carries the options it was fitted with. If they
-        differ from ``options``, a warning lists the differences.
+        differ from ``options``, a warning lists the differences. Format 1
+        directories contain a joblib pickle, and unpickling runs code that the
+        file names, so they are read only with ``trust_pickle``.
 
         Raises:
             FileNotFoundError: if a file is missing.
-            ValueError: if ``classifier.json`` is invalid or of another format.
+            ValueError: if ``classifier.json`` is invalid or of another format,
+                or the directory holds a pickle and ``trust_pickle`` is false.
         """
-        import joblib
-
         directory = Path(directory)
         metadata_path = directory / METADATA_FILE
         metadata = _read_metadata(metadata_path)
@@ -264,14 +294,56 @@ class TfidfClassifier(Classifier):
         except (KeyError, ValidationError) as error:
             raise ValueError(f"{metadata_path} has invalid options: {error}") from None
         _warn_on_differences(saved_options, options, metadata.get("sklearn_version"))
-        # NOTE: joblib files are pickles, and unpickling runs code that the file
-        # names. Load only calibrations that you created or otherwise trust.
-        state = joblib.load(directory / MODEL_FILE)
         classifier = cls(saved_options)
-        classifier.pipeline_ = state["pipeline"]
-        classifier.classes_ = np.asarray(state["classes"])
-        classifier.n_classes_ = int(state["n_classes"])
+        if metadata["format"] == PICKLE_FORMAT:
+            classifier._restore_pickle(directory, trust_pickle)
+        else:
+            classifier._restore_arrays(directory, int(metadata["n_classes"]))
         return classifier
+
+    def _restore_arrays(self, directory: Path, n_classes: int) -> None:
+        """Rebuild the fitted pipeline from ``model.npz`` and ``vocabulary.json``."""
+        with np.load(directory / MODEL_FILE, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        vocabularies = json.loads((directory / VOCABULARY_FILE).read_text(encoding="utf-8"))
+        self.classes_ = arrays["classes"].astype(np.int64)
+        self.n_classes_ = n_classes
+        if "coef" not in arrays:
+            self.pipeline_ = None
+            return
+        pipeline = self.build_pipeline()
+        for name, vectorizer in pipeline.named_steps["features"].transformer_list:
+            vectorizer.vocabulary_ = {term: i for i, term in enumerate(vocabularies[name])}
+            vectorizer.idf_ = arrays[f"idf_{name}"]
+        model = pipeline.named_steps["model"]
+        model.classes_ = self.classes_
+        model.coef_ = arrays["coef"]
+        model.intercept_ = arrays["intercept"]
+        model.n_features_in_ = model.coef_.shape[1]
+        self.pipeline_ = pipeline
+
+    def _restore_pickle(self, directory: Path, trust_pickle: bool) -> None:
+        """Read a format 1 directory, whose ``model.joblib`` is a pickle."""
+        path = directory / LEGACY_MODEL_FILE
+        if not trust_pickle:
+            raise ValueError(
+                f"{path} is a pickle, and loading it can run any code; calibrate again to "
+                "write the safe format, or set calibrate.trust_pickle: true if you trust the file"
+            )
+        import joblib
+
+        state = joblib.load(path)
+        self.pipeline_ = state["pipeline"]
+        self.classes_ = np.asarray(state["classes"])
+        self.n_classes_ = int(state["n_classes"])
+
+
+def _ordered_terms(vocabulary: dict[str, int]) -> list[str]:
+    """Return the terms of a vectorizer's vocabulary in column order."""
+    terms = [""] * len(vocabulary)
+    for term, index in vocabulary.items():
+        terms[index] = term
+    return terms
 
 
 def _as_text_list(texts: Iterable[str]) -> list[str]:
@@ -306,11 +378,11 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != SAVE_FORMAT:
+    if not isinstance(metadata, dict) or metadata.get("format") not in (SAVE_FORMAT, PICKLE_FORMAT):
         found = metadata.get("format") if isinstance(metadata, dict) else None
         raise ValueError(
-            f"{path} has format {found!r}, but this version of llmsurgeon-tfidf reads format "
-            f"{SAVE_FORMAT}; calibrate again"
+            f"{path} has format {found!r}, but this version of llmsurgeon-tfidf reads formats "
+            f"{PICKLE_FORMAT} and {SAVE_FORMAT}; calibrate again"
         )
     return metadata
 

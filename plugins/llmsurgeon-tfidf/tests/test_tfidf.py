@@ -89,7 +89,11 @@ def test_save_load_roundtrip(fitted, real_text_split, tmp_path):
 
     loaded = TfidfClassifier.load(tmp_path, TfidfClassifier.Options())
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.json", "model.joblib"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "classifier.json",
+        "model.npz",
+        "vocabulary.json",
+    ]
     np.testing.assert_array_equal(
         loaded.predict_proba(test.texts), fitted.predict_proba(test.texts)
     )

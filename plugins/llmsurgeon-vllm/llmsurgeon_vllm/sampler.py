@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
 import logging
 from importlib import metadata
 from pathlib import Path
@@ -38,8 +39,9 @@ class VLLMSamplerOptions(ComponentOptions):
     prompts: list[str] = Field(
         default_factory=lambda: [""],
         min_length=1,
-        description="Prompts cycled by sample index; the empty prompt starts from the BOS "
-        "token the tokenizer adds.",
+        description="Prompts cycled over blocks of n consecutive sample indices, because the n "
+        "texts of one request share a prompt; the empty prompt starts from the BOS token the "
+        "tokenizer adds.",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split across.")
     data_parallel_size: int = Field(1, ge=1, description="Model replicas (LLM data_parallel_size).")
@@ -122,13 +124,14 @@ class VLLMSampler(Sampler):
         shutdown(timeout=30)
 
     def prompt_input(self, index: int) -> str:
-        """Return the prompt of sample ``index``."""
-        return self.options.prompts[index % len(self.options.prompts)]
+        """Return the prompt of sample ``index``, the same for each block of n indices."""
+        block = index // self.options.n
+        return self.options.prompts[block % len(self.options.prompts)]
 
     def generate(self, request: SampleRequest) -> list[GeneratedText]:
         """Return one text per index of ``request``, in order.
 
-        Each request of ``n`` consecutive samples carries its own seed, so a
+        Each request, for one block of ``n`` samples, carries its own seed, so a
         batch regenerated after a crash is the same where vLLM's seeded
         sampling is deterministic on the device.
         """
@@ -137,11 +140,14 @@ class VLLMSampler(Sampler):
         import vllm
 
         options = self.options
-        indices = list(request.indices)
-        starts = list(range(0, len(indices), options.n))
+        # One request per block of n indices. A batch boundary inside a block
+        # splits that block in two and leaves the blocks after it in place.
+        groups = [
+            list(block)
+            for _, block in itertools.groupby(request.indices, key=lambda i: i // options.n)
+        ]
         prompts, params = [], []
-        for start in starts:
-            group = indices[start : start + options.n]
+        for group in groups:
             prompts.append(self.prompt_input(group[0]))
             params.append(
                 vllm.SamplingParams(

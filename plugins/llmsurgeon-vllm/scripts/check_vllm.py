@@ -1,11 +1,15 @@
-"""Check the ``vllm`` sampler on a real engine: a tiny local Llama, sampled, killed and resumed.
+"""Check the ``vllm`` sampler on a real engine with the conformance kit.
 
 Run it where vllm imports, on a GPU machine or with the CPU build:
 
     python plugins/llmsurgeon-vllm/scripts/check_vllm.py [--cpu] [--model DIR]
 
 With no ``--model`` it saves a randomly initialized Llama (head size 64) into
-a temporary directory. It exits with status 1 and a message when a check fails.
+a temporary directory. The sampler draws 24 texts, two per request
+(``n=2``), and ``llmsurgeon_core.testing.check_sampler`` regenerates batches
+and resumes a cut ``samples.jsonl``. The script then checks that the two
+texts of each request carry choice numbers 0 and 1 and the request's prompt.
+It exits with status 1 and a message when a check fails.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from llmsurgeon_core.sampling import draw_samples, read_samples
+from llmsurgeon_core.sampling import read_samples
+from llmsurgeon_core.testing import ConformanceError, check_sampler
 from llmsurgeon_vllm import VLLMSampler
 
 
@@ -49,10 +55,12 @@ def save_tiny_llama(directory: Path) -> Path:
 
 
 def check(model: str, cpu: bool, workdir: Path) -> list[str]:
+    """Run the conformance kit on the sampler, two texts per request, and check those texts."""
     options = VLLMSampler.Options(
         model=model,
         n_samples=24,
         batch_size=8,
+        n=2,
         max_tokens=16,
         prompts=["w1", "w2 w3"],
         dtype="float32" if cpu else "auto",
@@ -61,31 +69,30 @@ def check(model: str, cpu: bool, workdir: Path) -> list[str]:
         gpu_memory_utilization=0.3,
     )
     sampler = VLLMSampler(options)
-    sampler.prepare(workdir)
     try:
-        return _check_sampler(sampler, workdir)
+        check_sampler(sampler, workdir / "conformance")
+    except ConformanceError as error:
+        return [str(error)]
     finally:
         sampler.close()
+    return _check_records(read_samples(workdir / "conformance" / "samples.jsonl"), options)
 
 
-def _check_sampler(sampler: VLLMSampler, workdir: Path) -> list[str]:
+def _check_records(records: list[dict[str, Any]], options: VLLMSampler.Options) -> list[str]:
+    """Check that each request of ``options.n`` samples returned its own choices and prompt."""
     failures = []
-    full = draw_samples(sampler, workdir / "full.jsonl", seed=3)
-    if [r["id"] for r in full] != list(range(24)):
-        failures.append("ids of an uninterrupted run are not 0..23")
-    if not all(r["n_tokens"] >= 1 for r in full):
+    choices = [r["metadata"]["choice"] for r in records]
+    if choices != [i % options.n for i in range(options.n_samples)]:
+        failures.append(f"choice numbers are {choices}, expected 0..{options.n - 1} per request")
+    blocks = [r["id"] // options.n for r in records]
+    expected = [options.prompts[block % len(options.prompts)] for block in blocks]
+    if [r["prompt"] for r in records] != expected:
+        failures.append("prompts do not cycle over blocks of n samples")
+    requests = [records[i : i + options.n] for i in range(0, len(records), options.n)]
+    if all(len({r["text"] for r in request}) == 1 for request in requests):
+        failures.append("the choices of every request are the same text")
+    if not all(r["n_tokens"] >= 1 for r in records):
         failures.append("a sample has no tokens")
-
-    # A crash after 11 samples: the file keeps them, and the rerun fills the rest.
-    partial = workdir / "partial.jsonl"
-    partial.write_text(
-        "".join(line + "\n" for line in (workdir / "full.jsonl").read_text().splitlines()[:11])
-    )
-    resumed = draw_samples(sampler, partial, seed=3)
-    if [r["text"] for r in resumed] != [r["text"] for r in full]:
-        failures.append("a resumed run's texts differ from the uninterrupted run's")
-    if read_samples(partial) != resumed:
-        failures.append("the resumed file does not match the returned records")
     return failures
 
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Run scans and write their tables into docs/benchmarks-scan.md.
+#
+#   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh quick   # coarse, --quick
+#   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh full    # coarse, mid, fine
+#   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh page    # no scan, tables only
+#
+# The page's text above the marker line stays as it is. Everything below it
+# is replaced by the scan.md of each scan that has finished, quick first. A
+# scan read from its cache records its own short wall time, so write the page
+# with `page` after the run that did the work.
+# Build the reference text first with benchmarks/build_scan_corpora.sh.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+# Relative to the repository root, as the tables print the command.
+configs="plugins/llmsurgeon-scan/llmsurgeon_scan/configs"
+page="$root/docs/benchmarks-scan.md"
+marker="<!-- Tables below are written by plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh -->"
+mode="${1:-full}"
+
+cd "$root"
+case "$mode" in
+    quick) llmsurgeon scan "$configs/scan-coarse.yaml" --quick ;;
+    full)
+        for level in coarse mid fine; do
+            llmsurgeon scan "$configs/scan-$level.yaml"
+        done
+        ;;
+    page) ;;
+    *) echo "usage: $0 quick|full|page" >&2; exit 2 ;;
+esac
+
+head="$(sed "/^$marker\$/q" "$page")"
+{
+    printf '%s\n\n' "$head"
+    for run in scan-coarse-quick scan-coarse scan-mid scan-fine; do
+        if [ -f "llmsurgeon-runs/$run/scan.md" ]; then
+            cat "llmsurgeon-runs/$run/scan.md"
+            printf '\n![%s](scan-plots/%s.png)\n\n' "$run" "$run"
+            mkdir -p docs/scan-plots
+            cp "llmsurgeon-runs/$run/scan.png" "docs/scan-plots/$run.png"
+        fi
+    done
+} > "$page.tmp"
+mv "$page.tmp" "$page"
