@@ -328,7 +328,7 @@ def _build_model(tokenizer: PreTrainedTokenizerFast, options: TargetTraining) ->
     except (ImportError, ValueError) as error:
         logger.info("sdpa attention is unavailable (%s); using the eager implementation", error)
         model = AutoModelForCausalLM.from_config(config)
-    # transformers 5 picks the loss from the class name, and "GPT2LMHeadModel"
+    # transformers 5.25 picks the loss from the class name, and "GPT2LMHeadModel"
     # names none, so it warns before using the causal language-model loss.
     # Naming that loss here gives the same loss without the warning.
     model.loss_type = "ForCausalLM"

@@ -31,7 +31,7 @@ case "$mode" in
     *) echo "usage: $0 quick|full|page" >&2; exit 2 ;;
 esac
 
-head="$(sed "/^$marker\$/q" "$page")"
+head="$(awk -v marker="$marker" '{ print } $0 == marker { exit }' "$page")"
 {
     printf '%s\n\n' "$head"
     for run in scan-coarse-quick scan-coarse scan-mid scan-fine; do

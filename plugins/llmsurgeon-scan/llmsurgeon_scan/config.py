@@ -58,7 +58,7 @@ class DirichletDraw(_Strict):
 
 
 class ScanSampling(_Strict):
-    """How every target is sampled; the rest of the hf sampler's options keep their defaults."""
+    """Sampling options of every target; the hf sampler's other options keep their defaults."""
 
     n_samples: int = Field(500, ge=1, description="Number of texts drawn from each target.")
     max_new_tokens: int = Field(64, ge=1, description="Maximum number of tokens per text.")

@@ -15,10 +15,10 @@ from .config import DirichletDraw, ScanConfig
 
 __all__ = ["draw_mixtures", "mixture_run_name", "safe_name", "scan_mixtures"]
 
-# Characters kept as they are in a run name; every other character of a domain
-# id is written as "x" and its code point in hex, so distinct ids stay distinct
-# ("c++" becomes "cx2bx2b", "c#" becomes "cx23").
-_SAFE_CHARACTER = re.compile(r"[A-Za-z0-9_-]")
+# Characters kept as they are in a run name. Every other character of a
+# domain id, "_" included, is written as its code point in hex between two
+# "_", so distinct ids give distinct names ("c++" becomes "c_2b__2b_").
+_SAFE_CHARACTER = re.compile(r"[A-Za-z0-9-]")
 # Domains named in a run name, largest share first; the digest covers the rest.
 NAMED_DOMAINS = 3
 # Hex digits of the mixture's digest in a run name.
@@ -26,8 +26,8 @@ DIGEST_LENGTH = 8
 
 
 def safe_name(text: str) -> str:
-    """Return ``text`` with every character outside ``[A-Za-z0-9_-]`` spelled as ``x<hex>``."""
-    return "".join(c if _SAFE_CHARACTER.match(c) else f"x{ord(c):x}" for c in text)
+    """Return ``text`` with every character outside ``[A-Za-z0-9-]`` spelled as ``_<hex>_``."""
+    return "".join(c if _SAFE_CHARACTER.match(c) else f"_{ord(c):x}_" for c in text)
 
 
 def mixture_run_name(index: int, mixture: dict[str, float]) -> str:

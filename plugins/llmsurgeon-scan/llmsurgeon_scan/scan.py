@@ -67,7 +67,7 @@ def interval_coverage(result: dict[str, Any], truth: dict[str, float]) -> float 
 
 @dataclass
 class ScanCounts:
-    """What a scan computed, as opposed to what it read from its cache."""
+    """Counts of the stages a scan computed rather than read from its cache."""
 
     trained: int = 0
     sampled: int = 0
@@ -242,6 +242,7 @@ class Scan:
         solver: ComponentConfig,
         calibration: Path,
     ) -> dict[str, Any]:
+        """Return the cached result of one audit, or run it on a copy of the target's samples."""
         key = _digest(
             {
                 "samples": target.sample_key,
@@ -255,10 +256,12 @@ class Scan:
         result_path = run_dir / "result.json"
         if result_path.is_file():
             return json.loads(result_path.read_text(encoding="utf-8"))
+
         self._say(f"auditing target {target.name} with {classifier.name} and {solver.name}")
         run_dir.mkdir(parents=True, exist_ok=True)
         for file_name in (SAMPLES_FILE, SAMPLING_FILE):
             shutil.copyfile(target.samples_dir / file_name, run_dir / file_name)
+
         config = self._audit_config(
             run_dir,
             sampler=target.sampler,
@@ -315,6 +318,7 @@ class Scan:
                 "estimate_vs_generated": {
                     k: generation[k] for k in ("overlap_accuracy", "mae", "r2", "kl")
                 },
+                "coverage": interval_coverage(result, generation["mixture"]),
             }
         return row
 

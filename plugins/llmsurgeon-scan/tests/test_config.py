@@ -99,17 +99,18 @@ def test_draws_seeded_and_rounded() -> None:
 
 
 def test_safe_name_keeps_ids_distinct() -> None:
-    assert safe_name("c++") == "cx2bx2b"
-    assert safe_name("c#") == "cx23"
-    assert safe_name("perl-docs_2") == "perl-docs_2"
+    assert safe_name("c++") == "c_2b__2b_"
+    assert safe_name("c#") == "c_23_"
+    assert safe_name("perl-docs2") == "perl-docs2"
     assert safe_name("a/b") != safe_name("a\\b")
-    assert safe_name("../x") == "x2ex2ex2fx"
+    assert safe_name("../x") == "_2e__2e__2f_x"
+    assert safe_name("c_2b_") != safe_name("c+")
 
 
 def test_run_name_safe_and_distinct() -> None:
     first = mixture_run_name(3, {"c++": 0.5, "c#": 0.3, "a/b": 0.2, "d": 0.0})
     second = mixture_run_name(3, {"c++": 0.5, "c#": 0.3, "a/b": 0.1, "d": 0.1})
-    assert first.startswith("m03-cx2bx2b50-cx2330-ax2fb20-")
+    assert first.startswith("m03-c_2b__2b_50-c_23_30-a_2f_b20-")
     assert first != second
     for name in (first, second):
         assert all(c.isalnum() or c in "-_" for c in name)

@@ -59,6 +59,7 @@ def test_scan_table_cache_and_plot(tmp_path: Path, taxonomy_file: Path) -> None:
         assert 0.0 <= audit["coverage"] <= 1.0
         assert 0 < audit["generation"]["tagged_samples"] <= 60
         assert 0.0 <= audit["generation"]["gap"]["overlap_accuracy"] <= 1.0
+        assert 0.0 <= audit["generation"]["coverage"] <= 1.0
     assert first["audits"][0]["truth"] == pytest.approx(MIXTURES[0])
 
     scan_dir = tmp_path / "scan"
@@ -73,7 +74,7 @@ def test_scan_table_cache_and_plot(tmp_path: Path, taxonomy_file: Path) -> None:
 
     names = sorted(path.name for path in (scan_dir / "targets").iterdir())
     assert len(names) == 2
-    assert all(name.startswith(("m00-speech60-licence30-cx2bx2b10-", "m01-")) for name in names)
+    assert all(name.startswith(("m00-speech60-licence30-c_2b__2b_10-", "m01-")) for name in names)
     assert all("+" not in name for name in names)
 
     written = {path: path.stat().st_mtime_ns for path in scan_dir.glob("*/*/*.jsonl")}
