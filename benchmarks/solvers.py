@@ -90,6 +90,12 @@ def demo_pool() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return score(corpus, 0), corpus.labels, list(corpus.domains)
 
 
+def code_pool() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Score the code20 taxonomy's languages (its sources need the Debian packages it lists)."""
+    corpus = build_reference_corpus(resolve_taxonomy("code20"), 600, 48, 0, 5, 8)
+    return score(corpus, 0), corpus.labels, list(corpus.domains)
+
+
 def package_pool(k: int, per_domain: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Chunk the Python source of ``k`` installed packages, one domain per package."""
     site = Path(np.__file__).parents[1]
@@ -297,8 +303,8 @@ def main() -> None:
     parser.add_argument(
         "--pools",
         nargs="+",
-        choices=["demo", "packages"],
-        default=["demo", "packages"],
+        choices=["demo", "code20", "packages"],
+        default=["demo", "code20", "packages"],
         help="Reference pools of the semi-synthetic protocol.",
     )
     parser.add_argument("--out", type=Path)
@@ -309,7 +315,8 @@ def main() -> None:
     ]
     pools = {
         "demo": ("K = 5 (demo taxonomy)", demo_pool),
-        "packages": ("K = 20 (Python packages)", lambda: package_pool(20, 600)),
+        "code20": ("K = 24 (code20 taxonomy)", code_pool),
+        "packages": ("K = 16 (Python packages)", lambda: package_pool(20, 600)),
     }
     chosen = [pools[name] for name in args.pools] if args.part != "speed" else []
     for label, pool in chosen:

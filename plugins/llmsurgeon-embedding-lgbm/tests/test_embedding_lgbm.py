@@ -325,13 +325,13 @@ def test_default_model_uses_packaged_copy(real_texts, tmp_path, encode_counter, 
         device="cpu", cache_dir=str(tmp_path), n_estimators=50, min_child_samples=2
     )
 
-    with caplog.at_level(logging.WARNING, logger="llmsurgeon_embedding_lgbm.embedding"):
+    with caplog.at_level(logging.INFO, logger="llmsurgeon_embedding_lgbm.embedding"):
         classifier = EmbeddingLgbmClassifier(options).fit(
             [real_texts.texts[i] for i in train], real_texts.labels[train], N_CLASSES
         )
     probabilities = classifier.predict_proba([real_texts.texts[i] for i in test])
 
-    assert "using the copy in" in caplog.text
+    assert "from the packaged copy in" in caplog.text
     assert len(encode_counter) == 40
     accuracy = np.mean(probabilities.argmax(axis=1) == real_texts.labels[test])
     assert accuracy >= 0.75
