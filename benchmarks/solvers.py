@@ -330,13 +330,13 @@ def main() -> None:
             f"### {label}",
             "",
             f"{len(domains)} domains, {len(labels)} chunks, out-of-fold accuracy "
-            f"{np.mean(probs.argmax(1) == labels):.3f}; {args.trials} mixtures of {args.samples} "
-            f"samples; coverage of 90% intervals over {args.coverage_trials} mixtures x "
+            f"{np.mean(probs.argmax(1) == labels):.3f}. {args.trials} mixtures of {args.samples} "
+            f"samples. Coverage of 90% intervals over {args.coverage_trials} mixtures x "
             f"{len(domains)} domains with {args.resamples} resamples (binomial standard "
             f"error of a coverage of 90%: "
-            f"{100 * np.sqrt(0.09 / (args.coverage_trials * len(domains))):.1f} points); "
+            f"{100 * np.sqrt(0.09 / (args.coverage_trials * len(domains))):.1f} points). "
             f"{short} domain draws needed more chunks than were left and were drawn with "
-            f"replacement; {time.perf_counter() - started:.0f} s.",
+            f"replacement. {time.perf_counter() - started:.0f} s.",
             "",
             "| solver | MAE | overlap | coverage % | error / bound |",
             "| --- | ---: | ---: | ---: | ---: |",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from llmsurgeon_core.storage import atomic_write_json
+from llmsurgeon_core.storage import atomic_write_json, atomic_write_text
 
 from .config import load_scan_config
 from .environment import describe_environment, render_environment
@@ -70,7 +70,7 @@ def scan_command(config: Path | None, quick: bool, overrides: tuple[str, ...]) -
     tables = render_markdown(result)
     title, _, body = tables.partition("\n")
     markdown = f"{title}\n\n{header}\n{body}"
-    (scan_dir / MARKDOWN_FILE).write_text(markdown, encoding="utf-8")
+    atomic_write_text(scan_dir / MARKDOWN_FILE, markdown)
     click.echo(markdown)
     click.echo(f"counts: {json.dumps(record['counts'])}", err=True)
     click.echo(f"tables: {scan_dir / MARKDOWN_FILE}, plot: {plot_path}", err=True)

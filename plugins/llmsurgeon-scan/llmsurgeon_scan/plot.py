@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
+
+from llmsurgeon_core.storage import atomic_write_bytes
 
 from .scan import ScanResult
 
@@ -70,6 +73,8 @@ def plot_scan(result: ScanResult, path: str | Path, classifier: str | None = Non
     )
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
