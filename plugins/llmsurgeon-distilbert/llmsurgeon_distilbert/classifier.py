@@ -13,12 +13,18 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError
 
 from llmsurgeon_core import Classifier, ComponentOptions, ConfigError
+from llmsurgeon_core.classifier_checks import (
+    check_labels,
+    check_texts,
+    read_saved_metadata,
+    warn_on_changed_options,
+)
 
 from .training import EncodedTexts, encode_texts, predict_chunks, train_model
 
@@ -125,8 +131,8 @@ class DistilBertClassifier(Classifier):
         """
         import torch
 
-        texts = _as_text_list(texts)
-        labels = _check_labels(labels, len(texts), n_classes)
+        texts = check_texts(texts)
+        labels = check_labels(labels, len(texts), n_classes, "distilbert")
         self.n_classes_ = int(n_classes)
         self.classes_ = np.unique(labels)
         self.model_ = None
@@ -161,7 +167,7 @@ class DistilBertClassifier(Classifier):
         """
         if not hasattr(self, "classes_"):
             raise RuntimeError("the distilbert classifier is not fitted; call fit() first")
-        texts = _as_text_list(texts)
+        texts = check_texts(texts)
         probabilities = np.zeros((len(texts), self.n_classes_), dtype=np.float64)
         if not texts:
             return probabilities
@@ -220,14 +226,14 @@ class DistilBertClassifier(Classifier):
         """
         directory = Path(directory)
         metadata_path = directory / METADATA_FILE
-        metadata = _read_metadata(metadata_path)
+        metadata = read_saved_metadata(metadata_path, (SAVE_FORMAT,), "llmsurgeon-distilbert")
         try:
             saved = cls.Options.model_validate(metadata["options"])
             classes = np.asarray(metadata["classes"], dtype=np.int64)
             n_classes = int(metadata["n_classes"])
         except (KeyError, TypeError, ValueError, ValidationError) as error:
             raise ValueError(f"{metadata_path} is invalid: {error}") from None
-        _warn_on_differences(saved, options)
+        warn_on_changed_options(saved, options, "distilbert", logger, _RUNTIME_OPTIONS)
         runtime = {name: getattr(options, name) for name in _RUNTIME_OPTIONS}
         classifier = cls(saved.model_copy(update=runtime))
         classifier.classes_ = classes
@@ -348,63 +354,3 @@ def _mean_by_owner(chunk_values: np.ndarray, owners: np.ndarray, n_texts: int) -
     np.add.at(sums, owners, chunk_values)
     counts = np.bincount(owners, minlength=n_texts)
     return sums / counts[:, None]
-
-
-def _as_text_list(texts: Iterable[str]) -> list[str]:
-    texts = list(texts)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"text {index} is a {type(text).__name__}, expected str")
-    return texts
-
-
-def _check_labels(labels: Any, n_texts: int, n_classes: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be at least 1, got {n_classes}")
-    if labels.shape != (n_texts,):
-        raise ValueError(
-            f"labels must have shape ({n_texts},) to match the texts, got {labels.shape}"
-        )
-    if n_texts == 0:
-        raise ValueError("cannot fit the distilbert classifier on zero texts")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(
-            f"labels must lie in [0, {n_classes}), got values from {labels.min()} to {labels.max()}"
-        )
-    return labels.astype(np.int64)
-
-
-def _read_metadata(path: Path) -> dict[str, Any]:
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != SAVE_FORMAT:
-        found = metadata.get("format") if isinstance(metadata, dict) else None
-        raise ValueError(
-            f"{path} has format {found!r}, but this version of llmsurgeon-distilbert reads "
-            f"format {SAVE_FORMAT}; calibrate again"
-        )
-    return metadata
-
-
-def _warn_on_differences(saved: ComponentOptions, requested: ComponentOptions) -> None:
-    saved_values = saved.model_dump(mode="json")
-    requested_values = requested.model_dump(mode="json")
-    changed = sorted(
-        name
-        for name in saved_values
-        if name not in _RUNTIME_OPTIONS and saved_values[name] != requested_values.get(name)
-    )
-    if changed:
-        logger.warning(
-            "the saved distilbert classifier was fitted with other options than requested (%s); "
-            "using the saved ones. Calibrate again to apply the requested options.",
-            ", ".join(
-                f"{name}: saved {saved_values[name]!r}, requested {requested_values.get(name)!r}"
-                for name in changed
-            ),
-        )

@@ -17,6 +17,12 @@ import numpy as np
 from pydantic import Field, ValidationError, field_validator
 
 from llmsurgeon_core import Classifier, ComponentOptions
+from llmsurgeon_core.classifier_checks import (
+    check_labels,
+    check_texts,
+    read_saved_metadata,
+    warn_on_changed_options,
+)
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -184,8 +190,8 @@ class TfidfClassifier(Classifier):
                 range, or the vocabulary is empty after ``min_df`` pruning.
             TypeError: if a text is not a string.
         """
-        texts = _as_text_list(texts)
-        labels = _check_labels(labels, len(texts), n_classes)
+        texts = check_texts(texts)
+        labels = check_labels(labels, len(texts), n_classes, "tfidf")
         self.n_classes_ = int(n_classes)
         self.classes_ = np.unique(labels)
         if len(self.classes_) == 1:
@@ -213,7 +219,7 @@ class TfidfClassifier(Classifier):
         """
         if not hasattr(self, "classes_"):
             raise RuntimeError("the tfidf classifier is not fitted; call fit() first")
-        texts = _as_text_list(texts)
+        texts = check_texts(texts)
         probabilities = np.zeros((len(texts), self.n_classes_), dtype=np.float64)
         if not texts:
             return probabilities
@@ -236,7 +242,7 @@ class TfidfClassifier(Classifier):
         """
         if getattr(self, "pipeline_", None) is None:
             return self.predict_proba(texts)
-        return self.pipeline_.named_steps["features"].transform(_as_text_list(texts))
+        return self.pipeline_.named_steps["features"].transform(check_texts(texts))
 
     def save(self, directory: Path) -> None:
         """Write ``classifier.json``, ``vocabulary.json`` and ``model.npz`` into ``directory``.
@@ -288,7 +294,9 @@ class TfidfClassifier(Classifier):
         """
         directory = Path(directory)
         metadata_path = directory / METADATA_FILE
-        metadata = _read_metadata(metadata_path)
+        metadata = read_saved_metadata(
+            metadata_path, (PICKLE_FORMAT, SAVE_FORMAT), "llmsurgeon-tfidf"
+        )
         try:
             saved_options = cls.Options.model_validate(metadata["options"])
         except (KeyError, ValidationError) as error:
@@ -346,64 +354,12 @@ def _ordered_terms(vocabulary: dict[str, int]) -> list[str]:
     return terms
 
 
-def _as_text_list(texts: Iterable[str]) -> list[str]:
-    texts = list(texts)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"text {index} is a {type(text).__name__}, expected str")
-    return texts
-
-
-def _check_labels(labels: Any, n_texts: int, n_classes: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be at least 1, got {n_classes}")
-    if labels.shape != (n_texts,):
-        raise ValueError(
-            f"labels must have shape ({n_texts},) to match the texts, got {labels.shape}"
-        )
-    if n_texts == 0:
-        raise ValueError("cannot fit the tfidf classifier on zero texts")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(
-            f"labels must lie in [0, {n_classes}), got values from {labels.min()} to {labels.max()}"
-        )
-    return labels.astype(np.int64)
-
-
-def _read_metadata(path: Path) -> dict[str, Any]:
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") not in (SAVE_FORMAT, PICKLE_FORMAT):
-        found = metadata.get("format") if isinstance(metadata, dict) else None
-        raise ValueError(
-            f"{path} has format {found!r}, but this version of llmsurgeon-tfidf reads formats "
-            f"{PICKLE_FORMAT} and {SAVE_FORMAT}; calibrate again"
-        )
-    return metadata
-
-
 def _warn_on_differences(
     saved: ComponentOptions, requested: ComponentOptions, sklearn_version: str | None
 ) -> None:
     import sklearn
 
-    saved_values = saved.model_dump(mode="json")
-    requested_values = requested.model_dump(mode="json")
-    changed = sorted(k for k in saved_values if saved_values[k] != requested_values.get(k))
-    if changed:
-        logger.warning(
-            "the saved tfidf classifier was fitted with other options than requested (%s); "
-            "using the saved ones. Calibrate again to apply the requested options.",
-            ", ".join(
-                f"{k}: saved {saved_values[k]!r}, requested {requested_values.get(k)!r}"
-                for k in changed
-            ),
-        )
+    warn_on_changed_options(saved, requested, "tfidf", logger)
     if sklearn_version != sklearn.__version__:
         logger.warning(
             "the saved tfidf classifier was written by scikit-learn %s and is read by %s; "
