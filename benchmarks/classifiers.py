@@ -74,7 +74,7 @@ DISTILBERT_OPTIONS = {
 
 @dataclass
 class Measurement:
-    """What one classifier scored on one taxonomy."""
+    """Scores of one classifier on one taxonomy."""
 
     oof: np.ndarray
     fit_s: float

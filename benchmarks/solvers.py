@@ -175,9 +175,9 @@ def draw_trial(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Split each domain's chunks afresh into calibration and samples for one trial.
 
-    A third of each domain's chunks is the calibration; the samples are drawn
-    without replacement from the rest, so that they are independent draws from
-    the chunks of their domain and share no chunk with the calibration. A
+    A third of each domain's chunks is the calibration. The samples are drawn
+    without replacement from the rest, so they are independent draws from the
+    chunks of their domain and share no chunk with the calibration. A
     domain whose share asks for more chunks than it has left is drawn with
     replacement; the count of such domains is returned.
 

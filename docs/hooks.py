@@ -199,7 +199,7 @@ def render_config(registry: Registry) -> str:
             if _nested_model(options) is not None:
                 options_models.append((name, registration.plugin, options))
         for name, plugin, options in options_models:
-            # The base class's docstring says nothing about a component that keeps it.
+            # The base class's docstring describes no component that inherits it.
             own_doc = "" if options is ComponentOptions else _markdown(options.__doc__)
             lines += [
                 f"### {kind} `{name}`",

@@ -62,7 +62,7 @@ class ReferenceConfig(_Strict):
 
 
 class CalibrateConfig(_Strict):
-    """How the confusion matrix is measured and the classifier's probabilities calibrated."""
+    """Settings for measuring the confusion matrix and calibrating the classifier."""
 
     method: Literal["none", "ts", "bcts"] = Field(
         "none",

@@ -117,7 +117,7 @@ def plugin_distributions(arguments: list[str], snapshot: PluginSnapshot) -> list
     """Replace each argument that names a plugin but no distribution by the plugin's distribution.
 
     So ``llmsurgeon uninstall my-solver`` removes ``llmsurgeon-my-solver``, while
-    a name that pip knows as a distribution is passed on as it is.
+    a name that is an installed distribution is passed to pip unchanged.
     """
     replaced = []
     for argument in arguments:

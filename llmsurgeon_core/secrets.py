@@ -83,7 +83,7 @@ class SecretFilter(logging.Filter):
 def install_log_filter(logger: logging.Logger | None = None) -> SecretFilter:
     """Attach a :class:`SecretFilter` to every handler of ``logger`` (default: the root).
 
-    A filter on a handler sees the records of every child logger that
+    A filter on a handler receives the records of every child logger that
     propagates to it, which a filter on the logger itself would not.
     """
     logger = logger or logging.getLogger()

@@ -1,6 +1,6 @@
 """A domain classifier that fine-tunes a DistilBERT-family encoder on the reference texts.
 
-Long texts are cut into chunks of at most ``max_length`` tokens; training uses
+Long texts are cut into chunks of at most ``max_length`` tokens. Training uses
 every chunk with its text's label, and a text's prediction is the mean of its
 chunks' probabilities. torch and transformers are imported by the methods that
 need them, so registering the classifier loads neither.

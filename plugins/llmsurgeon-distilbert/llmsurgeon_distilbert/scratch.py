@@ -1,7 +1,7 @@
 """Writes a randomly initialized DistilBERT model directory, to train from scratch.
 
 Where no pretrained encoder can be downloaded, the ``distilbert`` classifier
-can fine-tune such a model from random weights; it is far weaker than a
+can fine-tune such a model from random weights. It is far weaker than a
 pretrained one, but it needs nothing beyond the reference texts.
 """
 

