@@ -21,7 +21,7 @@ import numpy as np
 
 from .calibrators import BCTSCalibrator, calibrator_from_dict, make_calibrator
 from .classifier_diagnostics import expected_calibration_error
-from .components import Classifier, Sampler
+from .components import Classifier, ReferencePredictions, Sampler
 from .corpus import ReferenceCorpus
 from .errors import CalibrationError, ConfigError
 from .storage import atomic_directory
@@ -34,6 +34,7 @@ __all__ = [
     "cross_fit",
     "fingerprint_changes",
     "fit_calibration",
+    "fold_splits",
     "generate_continuations",
     "library_versions",
     "prompt_prefix",
@@ -113,6 +114,37 @@ def cross_fit(
     return probs
 
 
+def fold_splits(
+    corpus: ReferenceCorpus, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return the ``(train, held_out)`` index arrays of a stratified cross-fit.
+
+    Where the corpus numbers its documents and every domain has at least
+    ``folds`` of them, all chunks of a document fall in one fold, so a chunk is
+    never scored by a model that saw its neighbours. That is the situation of a
+    target's samples, which come from no reference document. Otherwise chunks
+    are split one by one.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    labels = corpus.labels
+    placeholder = np.zeros(len(labels))
+    if corpus.groups is not None and _documents_per_domain(corpus.labels, corpus.groups) >= folds:
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return list(splitter.split(placeholder, labels, corpus.groups))
+    if corpus.groups is not None:
+        logger.info(
+            "a domain has fewer than %d reference documents; cross-fitting chunk by chunk", folds
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(placeholder, labels))
+
+
+def _documents_per_domain(labels: np.ndarray, groups: np.ndarray) -> int:
+    """Return the smallest number of documents of any domain present in ``labels``."""
+    return min(len(np.unique(groups[labels == k])) for k in np.unique(labels))
+
+
 def _cross_fit(
     make_classifier: Callable[[], Classifier],
     corpus: ReferenceCorpus,
@@ -122,16 +154,13 @@ def _cross_fit(
     continuations: Continuations | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Cross-fit, scoring each continuation with the fold model that held out its chunk."""
-    from sklearn.model_selection import StratifiedKFold
-
     n_classes = len(corpus.domains)
     labels = corpus.labels
     probs = np.zeros((len(labels), n_classes))
     continuation_probs = None
     if continuations is not None:
         continuation_probs = np.zeros((len(continuations.texts), n_classes))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fold, (train, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+    for fold, (train, held_out) in enumerate(fold_splits(corpus, folds, seed)):
         classifier = make_classifier()
         classifier.fit([corpus.texts[i] for i in train], labels[train], n_classes)
         probs[held_out] = classifier.predict_proba([corpus.texts[i] for i in held_out])
@@ -163,6 +192,11 @@ class Calibration:
             probabilities of the reference chunks; None in reference mode.
         reference_labels: ``(R,)`` true domain index of each reference chunk
             in generation mode; None in reference mode.
+        groups: ``(N,)`` number of the reference document behind each of the
+            ``oof_probs`` texts (its chunk, or the chunk that prompted it), or
+            None where the corpus did not number its documents.
+        reference_groups: ``(R,)`` document number of each reference chunk in
+            generation mode; None otherwise.
 
     ``oof_probs`` and ``reference_probs`` are stored after the calibration map.
     """
@@ -176,6 +210,13 @@ class Calibration:
     calibrator: BCTSCalibrator | None = None
     reference_probs: np.ndarray | None = None
     reference_labels: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    reference_groups: np.ndarray | None = None
+
+    @property
+    def predictions(self) -> ReferencePredictions:
+        """The predictions behind ``C``, with their document numbers where known."""
+        return ReferencePredictions(self.oof_probs, self.labels, self.groups)
 
     @property
     def counts(self) -> np.ndarray:
@@ -226,6 +267,10 @@ class Calibration:
             if self.reference_probs is not None:
                 arrays["reference_probs"] = self.reference_probs
                 arrays["reference_labels"] = self.reference_labels
+            if self.groups is not None:
+                arrays["groups"] = self.groups
+            if self.reference_groups is not None:
+                arrays["reference_groups"] = self.reference_groups
             np.savez(staging / "predictions.npz", **arrays)
             reference_labels = self.reference_view[1]
             reference_counts = np.bincount(reference_labels, minlength=len(self.domains))
@@ -289,6 +334,8 @@ class Calibration:
             calibrator=calibrator,
             reference_probs=arrays.get("reference_probs"),
             reference_labels=arrays.get("reference_labels"),
+            groups=arrays.get("groups"),
+            reference_groups=arrays.get("reference_groups"),
         )
 
 
@@ -376,10 +423,12 @@ def fit_calibration(
             f"{len(reference_probs)} reference chunks; check its options or choose another "
             "classifier"
         )
+    groups = corpus.groups
     if continuations is None:
         oof_probs, labels = reference_probs, corpus.labels.copy()
     else:
         oof_probs, labels = continuation_probs, corpus.labels[continuations.chunks]
+        groups = None if groups is None else groups[continuations.chunks]
     calibrator = make_calibrator(method)
     if calibrator is not None:
         # NOTE: the map is fitted on the same out-of-fold predictions it is applied
@@ -406,6 +455,8 @@ def fit_calibration(
         calibrator=calibrator,
         reference_probs=None if continuations is None else reference_probs,
         reference_labels=None if continuations is None else corpus.labels.copy(),
+        groups=None if groups is None else groups.copy(),
+        reference_groups=None if continuations is None else corpus.groups,
     )
     logger.info(
         "out-of-fold accuracy %.3f on %d reference chunks", calibration.accuracy, len(corpus.labels)

@@ -191,10 +191,14 @@ class ReferencePredictions:
         probs: ``(N, K)`` out-of-fold probabilities; each chunk was scored by a
             model that never saw it.
         labels: ``(N,)`` true domain index of each chunk, in ``[0, K)``.
+        groups: ``(N,)`` number of the document each chunk was cut from, or
+            None where unknown. The bootstrap resamples whole documents when
+            they are known, since chunks of one document are not independent.
     """
 
     probs: np.ndarray
     labels: np.ndarray
+    groups: np.ndarray | None = None
 
 
 class Solver(abc.ABC):

@@ -22,6 +22,7 @@ __all__ = [
     "build_reference_corpus",
     "chunk_text",
     "iter_domain_chunks",
+    "iter_domain_document_chunks",
     "list_documents",
 ]
 
@@ -32,11 +33,17 @@ _WORD = re.compile(r"\S+")
 
 @dataclass
 class ReferenceCorpus:
-    """Labelled reference chunks; ``labels[i]`` indexes ``domains``."""
+    """Labelled reference chunks; ``labels[i]`` indexes ``domains``.
+
+    ``groups[i]``, where known, numbers the document that chunk ``i`` was cut
+    from. Chunks of one document are alike, so the cross-fit keeps them in one
+    fold and the bootstrap resamples whole documents.
+    """
 
     texts: list[str]
     labels: np.ndarray
     domains: list[str]
+    groups: np.ndarray | None = None
 
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.domains))
@@ -84,24 +91,25 @@ def _domain_documents(taxonomy: Taxonomy, domain: Domain) -> list[tuple[Document
     return documents
 
 
-def iter_domain_chunks(
+def iter_domain_document_chunks(
     taxonomy: Taxonomy,
     domain_id: str,
     chunk_words: int,
     seed: int,
     max_chunks_per_document: int | None = None,
     seen: set[str] | None = None,
-) -> Iterator[str]:
-    """Yield chunks of one domain's cleaned documents, visiting documents in random order.
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(document number, chunk)`` of one domain's cleaned documents, in random order.
 
-    With ``seen`` (a set shared across domains), documents and chunks whose
-    fingerprint is already in it are skipped and new fingerprints are added.
+    Documents are numbered from 0 in the order they are visited. With ``seen``
+    (a set shared across domains), documents and chunks whose fingerprint is
+    already in it are skipped and new fingerprints are added.
     """
     domain = taxonomy.domain(domain_id)
     documents = _domain_documents(taxonomy, domain)
     random.Random(f"{seed}:{domain_id}").shuffle(documents)
     rng = random.Random(f"{seed}:{domain_id}:chunks")
-    for document, cleaners in documents:
+    for number, (document, cleaners) in enumerate(documents):
         text = clean_text(document.read(), cleaners)
         if seen is not None:
             fingerprint = _fingerprint(text)
@@ -118,7 +126,22 @@ def iter_domain_chunks(
                 if fingerprint in seen:
                     continue
                 seen.add(fingerprint)
-            yield chunk
+            yield number, chunk
+
+
+def iter_domain_chunks(
+    taxonomy: Taxonomy,
+    domain_id: str,
+    chunk_words: int,
+    seed: int,
+    max_chunks_per_document: int | None = None,
+    seen: set[str] | None = None,
+) -> Iterator[str]:
+    """Yield the chunks of :func:`iter_domain_document_chunks` without their document numbers."""
+    for _, chunk in iter_domain_document_chunks(
+        taxonomy, domain_id, chunk_words, seed, max_chunks_per_document, seen
+    ):
+        yield chunk
 
 
 def _domain_caps(taxonomy: Taxonomy, domain: Domain, max_per_domain: int) -> tuple[int, int | None]:
@@ -158,14 +181,17 @@ def build_reference_corpus(
     seen: set[str] | None = set() if taxonomy.preprocess.deduplicate else None
     texts: list[str] = []
     labels: list[int] = []
+    groups: list[int] = []
     for index, domain in enumerate(leaves):
         max_chunks, max_words = _domain_caps(taxonomy, domain, max_per_domain)
         chunks: list[str] = []
         words = 0
-        for chunk in iter_domain_chunks(
+        first_group = groups[-1] + 1 if groups else 0
+        for number, chunk in iter_domain_document_chunks(
             taxonomy, domain.id, chunk_words, seed, max_chunks_per_document, seen
         ):
             chunks.append(chunk)
+            groups.append(first_group + number)
             words += len(_WORD.findall(chunk))
             if len(chunks) >= max_chunks or (max_words is not None and words >= max_words):
                 break
@@ -178,4 +204,9 @@ def build_reference_corpus(
         logger.info("domain %s: %d reference chunks, %d words", domain.id, len(chunks), words)
         texts.extend(chunks)
         labels.extend([index] * len(chunks))
-    return ReferenceCorpus(texts, np.asarray(labels, dtype=np.int64), taxonomy.domain_ids)
+    return ReferenceCorpus(
+        texts,
+        np.asarray(labels, dtype=np.int64),
+        taxonomy.domain_ids,
+        np.asarray(groups, dtype=np.int64),
+    )

@@ -21,6 +21,7 @@ from .errors import InvalidInputError
 
 __all__ = [
     "Estimate",
+    "ReferenceResampler",
     "bootstrap_intervals",
     "diagnose",
     "estimate_mixture",
@@ -76,6 +77,44 @@ def solve_once(
     return _check_solution(result.mixture, type(solver).__name__), result.info
 
 
+class ReferenceResampler:
+    """Draws bootstrap copies of reference predictions, within each domain.
+
+    Where the predictions carry document numbers, a copy draws each domain's
+    documents with replacement and takes all their chunks; chunks of one
+    document resemble each other, so drawing them one by one would understate
+    the noise of ``C``. Otherwise it draws each domain's chunks.
+    """
+
+    def __init__(self, reference: ReferencePredictions, n_classes: int) -> None:
+        self.reference = reference
+        self._units: list[list[np.ndarray]] = []
+        for k in range(n_classes):
+            rows = np.flatnonzero(reference.labels == k)
+            if reference.groups is None:
+                self._units.append([rows[i : i + 1] for i in range(len(rows))])
+            else:
+                _, first, inverse = np.unique(
+                    reference.groups[rows], return_index=True, return_inverse=True
+                )
+                self._units.append([rows[inverse == g] for g in range(len(first))])
+
+    def draw(self, rng: np.random.Generator) -> ReferencePredictions:
+        """Return one bootstrap copy of the reference predictions."""
+        picked = [
+            np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+            for units in self._units
+            if units
+        ]
+        rows = np.concatenate(picked)
+        groups = self.reference.groups
+        return ReferencePredictions(
+            self.reference.probs[rows],
+            self.reference.labels[rows],
+            None if groups is None else groups[rows],
+        )
+
+
 def bootstrap_intervals(
     solver: Solver,
     reference: ReferencePredictions,
@@ -88,20 +127,19 @@ def bootstrap_intervals(
     """Return percentile intervals ``(K, 2)`` and the ``(B, K)`` bootstrap estimates.
 
     Each resample draws the target samples with replacement and, within each
-    domain, the reference chunks' out-of-fold predictions, so the intervals
-    cover both the sampling noise of ``p̄`` and the estimation noise of ``C``.
-    The solver gets the resampled reference predictions too, so a calibration
-    map that it fits on them is refitted in every resample.
+    domain, the reference predictions (whole documents where they are
+    numbered), so the intervals cover both the sampling noise of ``p̄`` and the
+    estimation noise of ``C``. The solver gets the resampled reference
+    predictions too, so a calibration map that it fits on them is refitted in
+    every resample.
     """
     rng = np.random.default_rng(seed)
     n_classes = sample_probs.shape[1]
-    by_domain = [np.flatnonzero(reference.labels == k) for k in range(n_classes)]
+    resampler = ReferenceResampler(reference, n_classes)
     estimates = np.empty((n_resamples, n_classes))
     for b in range(n_resamples):
         probs = sample_probs[rng.integers(0, len(sample_probs), len(sample_probs))]
-        rows = np.concatenate([rng.choice(ix, len(ix)) for ix in by_domain if len(ix)])
-        resampled = ReferencePredictions(reference.probs[rows], reference.labels[rows])
-        estimates[b], _ = solve_once(solver, resampled, probs, n_classes)
+        estimates[b], _ = solve_once(solver, resampler.draw(rng), probs, n_classes)
         if on_resample is not None:
             on_resample()
     alpha = (1.0 - level) / 2.0
@@ -176,7 +214,7 @@ def _solve_merged(
 ) -> dict[str, Any]:
     names, mapping = merge_domains(calibration.domains, groups)
     labels = mapping[calibration.labels].argmax(axis=1)
-    reference = ReferencePredictions(calibration.oof_probs @ mapping, labels)
+    reference = ReferencePredictions(calibration.oof_probs @ mapping, labels, calibration.groups)
     probs = sample_probs @ mapping
     mixture, info = solve_once(solver, reference, probs, len(names))
     merged: dict[str, Any] = {
@@ -213,7 +251,7 @@ def estimate_mixture(
     """
     _check_sample_probs(calibration, sample_probs)
     n_classes = len(calibration.domains)
-    reference = ReferencePredictions(calibration.oof_probs, calibration.labels)
+    reference = calibration.predictions
     mixture, info = solve_once(solver, reference, sample_probs, n_classes)
     interval = estimates = None
     if n_resamples > 0:

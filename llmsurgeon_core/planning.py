@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .calibration import Calibration
-from .components import ReferencePredictions, Solver
+from .components import Solver
 from .diagnostics import fisher_information, information_std
 from .errors import ConfigError, InvalidInputError, TaxonomyError
-from .estimation import solve_once
+from .estimation import ReferenceResampler, solve_once
 
 if TYPE_CHECKING:
     from .taxonomy import Taxonomy
@@ -247,12 +247,12 @@ def simulate_widths(
     rng = np.random.default_rng(seed)
     n_classes = len(mixture)
     by_domain = [np.flatnonzero(calibration.labels == k) for k in range(n_classes)]
+    resampler = ReferenceResampler(calibration.predictions, n_classes)
     estimates = np.empty((n_simulations, n_classes))
     for s in range(n_simulations):
         counts = rng.multinomial(n_samples, mixture)
         picks = np.concatenate([rng.choice(by_domain[k], c) for k, c in enumerate(counts) if c])
-        rows = np.concatenate([rng.choice(ix, len(ix)) for ix in by_domain if len(ix)])
-        reference = ReferencePredictions(calibration.oof_probs[rows], calibration.labels[rows])
+        reference = resampler.draw(rng)
         estimates[s], _ = solve_once(solver, reference, calibration.oof_probs[picks], n_classes)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(estimates, [alpha, 1.0 - alpha], axis=0)

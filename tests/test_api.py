@@ -137,7 +137,8 @@ def test_api_runs_audit_end_to_end(config_dir):
 
     assert isinstance(calibration, Calibration)
     assert calibration.confusion.shape == (2, 2)
-    assert calibration.accuracy > 0.9
+    # Chunks of a held-out document are scored by a model that saw none of it.
+    assert calibration.accuracy > 0.8
     assert result["domains"] == ["legal", "speech"]
     assert result["n_samples"] == N_SAMPLES
     assert sum(result["estimate"].values()) == pytest.approx(1.0)

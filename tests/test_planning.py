@@ -26,7 +26,7 @@ def registry():
 def calibration(registry):
     taxonomy = resolve_taxonomy("demo")
     corpus = build_reference_corpus(
-        taxonomy, max_per_domain=60, chunk_words=40, seed=0, min_per_domain=3
+        taxonomy, max_per_domain=150, chunk_words=40, seed=0, min_per_domain=3
     )
     tfidf = registry.get("classifier", "tfidf").obj
     return fit_calibration(lambda: tfidf(tfidf.Options()), corpus, folds=3, seed=0, metadata={})
