@@ -13,7 +13,7 @@ settings.register_profile(
     "solvers", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
-SOLVER_NAMES = ["nnls", "cvxpy", "em-bbse", "cc", "pcc", "bbse", "rlls"]
+SOLVER_NAMES = ["nnls", "cvxpy", "em-bbse", "kdey", "cc", "pcc", "bbse", "rlls"]
 
 
 def make_solver(name: str):

@@ -1,4 +1,4 @@
-"""Entry-point module that registers the ``em-bbse`` solver.
+"""Entry-point module that registers the ``em-bbse`` and ``kdey`` solvers.
 
 SciPy is imported only when a solve starts, so loading this plugin keeps the
 command line's start fast.
@@ -13,6 +13,8 @@ from llmsurgeon_core import hookimpl
 
 @hookimpl
 def register_solvers(register: Callable[[str, type], None]) -> None:
+    from .kde import KDEySolver
     from .solver import EMSolver
 
     register("em-bbse", EMSolver)
+    register("kdey", KDEySolver)
