@@ -88,24 +88,28 @@ class ReferenceResampler:
 
     def __init__(self, reference: ReferencePredictions, n_classes: int) -> None:
         self.reference = reference
-        self._units: list[list[np.ndarray]] = []
-        for k in range(n_classes):
-            rows = np.flatnonzero(reference.labels == k)
-            if reference.groups is None:
-                self._units.append([rows[i : i + 1] for i in range(len(rows))])
-            else:
-                _, first, inverse = np.unique(
-                    reference.groups[rows], return_index=True, return_inverse=True
+        self._rows = [np.flatnonzero(reference.labels == k) for k in range(n_classes)]
+        self._documents: list[list[np.ndarray]] | None = None
+        if reference.groups is not None:
+            self._documents = []
+            for rows in self._rows:
+                _, inverse = np.unique(reference.groups[rows], return_inverse=True)
+                self._documents.append(
+                    [rows[inverse == g] for g in range(inverse.max(initial=-1) + 1)]
                 )
-                self._units.append([rows[inverse == g] for g in range(len(first))])
 
     def draw(self, rng: np.random.Generator) -> ReferencePredictions:
         """Return one bootstrap copy of the reference predictions."""
-        picked = [
-            np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
-            for units in self._units
-            if units
-        ]
+        if self._documents is None:
+            picked = [rng.choice(rows, len(rows)) for rows in self._rows if len(rows)]
+        else:
+            picked = [
+                np.concatenate(
+                    [documents[i] for i in rng.integers(0, len(documents), len(documents))]
+                )
+                for documents in self._documents
+                if documents
+            ]
         rows = np.concatenate(picked)
         groups = self.reference.groups
         return ReferencePredictions(
