@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llmsurgeon_core import ConfigError
 from llmsurgeon_core.config import (
     BootstrapConfig,
+    CalibrateConfig,
     ComponentConfig,
     ReferenceConfig,
     apply_overrides,
@@ -95,6 +96,11 @@ class ScanConfig(_Strict):
         description="Solvers to audit every target with; null uses every installed solver "
         "with its default options.",
     )
+    calibrate: CalibrateConfig = Field(
+        default_factory=CalibrateConfig,
+        description="How C is measured, as in an audit config. In generation mode every "
+        "target gets its own calibration, from its continuations of reference prefixes.",
+    )
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     quick: dict[str, Any] = Field(
         default_factory=dict,
@@ -103,6 +109,12 @@ class ScanConfig(_Strict):
     scan_dir: Path = Field(
         Path("llmsurgeon-runs/scan"),
         description="Directory of the targets, samples, calibrations, audits and the tables.",
+    )
+    targets_dir: Path | None = Field(
+        None,
+        description="Directory of the trained targets and their samples (default: scan_dir). "
+        "Scans that differ only in classifiers, solvers, calibration or bootstrap can share "
+        "one, so the second trains and samples nothing.",
     )
 
     @field_validator("mixtures")

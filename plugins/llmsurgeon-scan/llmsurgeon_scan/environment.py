@@ -66,6 +66,17 @@ def _seeds(config: ScanConfig) -> dict[str, int]:
     return seeds
 
 
+def _describe_calibration(config: ScanConfig) -> str:
+    settings = config.calibrate
+    mapped = "" if settings.method == "none" else f", calibration map {settings.method}"
+    if settings.mode == "reference":
+        return f"C from out-of-fold predictions of reference text{mapped}"
+    return (
+        f"C from each target's continuations of {settings.prompts_per_domain} reference "
+        f"prefixes of {settings.prefix_words} words per domain{mapped}"
+    )
+
+
 def render_environment(
     command: str, config: ScanConfig, environment: dict[str, Any], seconds: float, counts: dict
 ) -> str:
@@ -81,6 +92,7 @@ def render_environment(
             f"{environment['cores']} usable cores" + (f" ({threads})" if threads else ""),
             f"- libraries: {versions}",
             f"- seeds: {seeds}",
+            f"- calibration: {_describe_calibration(config)}",
             f"- wall time: {seconds / 60:.1f} minutes, for the work not read from the cache "
             f"({done})",
         ]

@@ -6,11 +6,13 @@ carries a digest of everything it depends on:
 
 - ``targets/NAME-KEY``: the trained target (taxonomy, mixture, target options);
 - ``samples/NAME-KEY``: its samples (the target's key and the sampling options);
-- ``calibrations/CLASSIFIER-KEY``: one calibration per classifier, shared by all targets;
+- ``calibrations/CLASSIFIER-KEY``: one calibration per classifier, shared by all targets
+  (one per classifier and target in generation mode, whose key covers the target);
 - ``audits/NAME/CLASSIFIER-SOLVER-KEY``: one audit (samples, calibration, solver, bootstrap).
 
 So adding a solver to the config solves only, and changing the sampling
-options samples again without training.
+options samples again without training. ``targets`` and ``samples`` live in
+``targets_dir`` where the config sets one, so several scans can share them.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Scan:
         self.config = config
         self.registry = registry or default_registry()
         self.scan_dir = Path(config.scan_dir)
+        self.targets_dir = Path(config.targets_dir or config.scan_dir)
         self.counts = ScanCounts()
         self._say = on_message
 
@@ -149,6 +152,7 @@ class Scan:
         return AuditConfig(
             taxonomy=self._taxonomy_reference(),
             reference=self.config.reference,
+            calibrate=self.config.calibrate,
             bootstrap=self.config.bootstrap,
             run_dir=run_dir,
             **values,
@@ -190,10 +194,10 @@ class Scan:
             }
         )
         name = mixture_run_name(index, mixture)
-        directory = self.scan_dir / "targets" / f"{name}-{target_key}"
+        directory = self.targets_dir / "targets" / f"{name}-{target_key}"
         sampler = self._sampler_config(directory)
         sample_key = _digest({"target": target_key, "sampling": sampler.options})
-        samples_dir = self.scan_dir / "samples" / f"{name}-{sample_key}"
+        samples_dir = self.targets_dir / "samples" / f"{name}-{sample_key}"
         return _Target(index, name, mixture, directory, sampler, samples_dir, sample_key)
 
     def _train(self, target: _Target) -> None:
@@ -217,7 +221,11 @@ class Scan:
     # Calibrations and audits
 
     def _calibrate(self, classifier: ComponentConfig, sampler: ComponentConfig) -> Path:
-        """Calibrate ``classifier`` once for the scan and return the calibration directory."""
+        """Return the calibration directory of ``classifier``, calibrating if it is not cached.
+
+        The key covers ``sampler`` only in generation mode, so in reference
+        mode every target shares one calibration.
+        """
         probe = Run(
             self._audit_config(self.scan_dir, sampler=sampler, classifier=classifier),
             self.registry,
@@ -330,14 +338,12 @@ class Scan:
         for target in targets:
             self._train(target)
             self._sample(target)
-        calibrations = {
-            c.name: self._calibrate(c, targets[0].sampler) for c in self.config.classifiers
-        }
         audits = []
         for target in targets:
             for classifier in self.config.classifiers:
+                calibration = self._calibrate(classifier, target.sampler)
                 for solver in self.solvers:
-                    result = self._audit(target, classifier, solver, calibrations[classifier.name])
+                    result = self._audit(target, classifier, solver, calibration)
                     audits.append(self._audit_row(target, classifier.name, solver.name, result))
         return ScanResult(
             taxonomy=self.taxonomy.name,

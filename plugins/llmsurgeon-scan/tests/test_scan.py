@@ -87,3 +87,32 @@ def test_scan_table_cache_and_plot(tmp_path: Path, taxonomy_file: Path) -> None:
     assert [a["estimate"] for a in second["audits"] if a["solver"] == "nnls"] == [
         a["estimate"] for a in first["audits"] if a["solver"] == "nnls"
     ]
+
+
+@pytest.mark.slow
+def test_generation_calibration_shares_targets(tmp_path: Path, taxonomy_file: Path) -> None:
+    reference_scan = _run_scan(_write_config(tmp_path, taxonomy_file, ["nnls"]))
+    assert reference_scan["counts"]["calibrated"] == 1
+
+    generation_dir = tmp_path / "generation"
+    generation_dir.mkdir()
+    config_path = _write_config(generation_dir, taxonomy_file, ["nnls"])
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config["calibrate"] = {"mode": "generation", "prompts_per_domain": 8}
+    config["targets_dir"] = str(tmp_path / "scan")
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    generation_scan = _run_scan(config_path)
+
+    assert generation_scan["counts"] == {"trained": 0, "sampled": 0, "calibrated": 2, "solved": 2}
+    assert not (generation_dir / "scan" / "targets").exists()
+    calibrations = sorted((generation_dir / "scan" / "calibrations").iterdir())
+    assert len(calibrations) == 2
+    for calibration in calibrations:
+        stored = json.loads(
+            (calibration / "calibration" / "calibration.json").read_text(encoding="utf-8")
+        )
+        assert stored["mode"] == "generation"
+    markdown = (generation_dir / "scan" / "scan.md").read_text(encoding="utf-8")
+    assert "- calibration: C from each target's continuations of 8 reference" in markdown
+    reference_markdown = (tmp_path / "scan" / "scan.md").read_text(encoding="utf-8")
+    assert "- calibration: C from out-of-fold predictions of reference text" in reference_markdown
