@@ -3,12 +3,16 @@
 #
 #   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh quick   # coarse, --quick
 #   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh full    # coarse, mid, fine
+#   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh generation  # after full
 #   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh page    # no scan, tables only
 #
 # The page's text above the marker line stays as it is. Everything below it
 # is replaced by the scan.md of each scan that has finished, quick first. A
 # scan read from its cache records its own short wall time, so write the page
 # with `page` after the run that did the work.
+# `generation` audits the full coarse scan's targets again, with C measured
+# on each target's continuations of reference prefixes; it reads the targets
+# and samples that `full` cached, so it trains and samples nothing.
 # Build the reference text first with benchmarks/build_scan_corpora.sh.
 set -euo pipefail
 
@@ -27,14 +31,19 @@ case "$mode" in
             llmsurgeon scan "$configs/scan-$level.yaml"
         done
         ;;
+    generation)
+        llmsurgeon scan "$configs/scan-coarse.yaml" --set calibrate.mode=generation \
+            --set targets_dir=llmsurgeon-runs/scan-coarse \
+            --set scan_dir=llmsurgeon-runs/scan-coarse-generation
+        ;;
     page) ;;
-    *) echo "usage: $0 quick|full|page" >&2; exit 2 ;;
+    *) echo "usage: $0 quick|full|generation|page" >&2; exit 2 ;;
 esac
 
 head="$(awk -v marker="$marker" '{ print } $0 == marker { exit }' "$page")"
 {
     printf '%s\n\n' "$head"
-    for run in scan-coarse-quick scan-coarse scan-mid scan-fine; do
+    for run in scan-coarse-quick scan-coarse scan-coarse-generation scan-mid scan-fine; do
         if [ -f "llmsurgeon-runs/$run/scan.md" ]; then
             cat "llmsurgeon-runs/$run/scan.md"
             printf '\n![%s](scan-plots/%s.png)\n\n' "$run" "$run"
