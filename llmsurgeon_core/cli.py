@@ -495,9 +495,16 @@ def plan(
 
     Uses the calibration alone, so it runs before any sampling.
     """
-    from .planning import assumed_mixture, check_level, check_width, plan_samples
+    from .planning import (
+        assumed_mixture,
+        check_level,
+        check_simulations,
+        check_width,
+        plan_samples,
+    )
 
     check_width(width)
+    check_simulations(simulations)
     run = _run(config, overrides, run_dir)
     level = check_level(run.config.bootstrap.level if level is None else level)
     mixture = assumed_mixture(run.taxonomy, mixture_text, run.truth_vector())

@@ -509,6 +509,14 @@ class Run:
             raise RunDirectoryError(
                 f"{str(self.run_dir / SAMPLES_FILE)!r} contains no samples; run `llmsurgeon sample`"
             )
+        requested = sampler_options.n_samples  # None: every text the sampler has
+        if requested is not None and len(records) < requested:
+            logger.warning(
+                "estimating from %d of the %d samples that sampler option n_samples asks for; "
+                "run `llmsurgeon sample` to draw the rest",
+                len(records),
+                requested,
+            )
         if len(records) < len(self.taxonomy.domain_ids):
             raise ConfigError(
                 f"{len(records)} samples for {len(self.taxonomy.domain_ids)} domains cannot "
@@ -621,3 +629,4 @@ def check_run(run: Run) -> None:
         merge_domains(run.taxonomy.domain_ids, run.config.merge)
     run._options("executor", run.config.executor)
     run.truth_vector()
+    cache_dir()  # raises now, not after hours of work, when the cache path is a file

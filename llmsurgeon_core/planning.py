@@ -33,6 +33,7 @@ __all__ = [
     "SamplePlan",
     "assumed_mixture",
     "check_level",
+    "check_simulations",
     "check_width",
     "expected_fisher_information",
     "parse_mixture",
@@ -259,6 +260,20 @@ def simulate_widths(
     return high - low
 
 
+def check_simulations(n_simulations: int) -> int:
+    """Return ``n_simulations`` if it is 0 or at least 2.
+
+    Raises:
+        ConfigError: for a negative count or 1, which gives no interval width.
+    """
+    if n_simulations < 0 or n_simulations == 1:
+        raise ConfigError(
+            f"invalid simulation count {n_simulations!r}: use 0 to skip the simulation, "
+            "or at least 2 (for example 50)"
+        )
+    return n_simulations
+
+
 def plan_samples(
     solver: Solver | None,
     calibration: Calibration,
@@ -292,11 +307,7 @@ def plan_samples(
     """
     width = check_width(width)
     level = check_level(level)
-    if n_simulations < 0 or n_simulations == 1:
-        raise ConfigError(
-            f"invalid simulation count {n_simulations!r}: use 0 to skip the simulation, "
-            "or at least 2 (for example 50)"
-        )
+    check_simulations(n_simulations)
     mixture = _check_mixture(calibration, np.asarray(mixture, dtype=float))
     # Shares of 0 are held fixed: the bound is taken on the face of the simplex
     # that the positive shares span, since a solver on the simplex sits on it.

@@ -34,24 +34,42 @@ def read_samples(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     complete_end = data.rfind(b"\n") + 1
     records = []
     for number, line in enumerate(data[:complete_end].splitlines(), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise RunDirectoryError(
-                f"{str(path)!r} line {number} is not valid JSON; fix or remove that line"
-            ) from None
-        if not isinstance(record, dict) or record.get("id") != len(records):
-            raise RunDirectoryError(
-                f"{str(path)!r} line {number} should hold sample id {len(records)}; "
-                "the file was edited or written by two runs at once"
-            )
-        records.append(record)
+        records.append(_parse_sample_line(path, number, line, len(records)))
+    if complete_end < len(data):
+        logger.warning(
+            "%s ends in a torn line (a crash while writing); it is %s",
+            path,
+            "cut off" if repair else "ignored",
+        )
     if complete_end < len(data) and repair:
-        logger.warning("cutting a torn last line from %s", path)
         with open(path, "r+b") as handle:
             handle.truncate(complete_end)
             os.fsync(handle.fileno())
     return records
+
+
+def _parse_sample_line(path: Path, number: int, line: bytes, expected_id: int) -> dict[str, Any]:
+    """Return the sample on line ``number``, or raise naming what is wrong with it."""
+    where = f"{str(path)!r} line {number}"
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RunDirectoryError(
+            f"{where} is not valid UTF-8 JSON; fix or remove that line"
+        ) from None
+    if not isinstance(record, dict):
+        raise RunDirectoryError(
+            f"{where} is a JSON {type(record).__name__}, not a sample object; "
+            "fix or remove that line"
+        )
+    if record.get("id") != expected_id:
+        raise RunDirectoryError(
+            f"{where} should hold sample id {expected_id}; "
+            "the file was edited or written by two runs at once"
+        )
+    if not isinstance(record.get("text"), str):
+        raise RunDirectoryError(f"{where} has no string 'text' field; fix or remove that line")
+    return record
 
 
 def append_samples(path: Path, records: list[dict[str, Any]]) -> None:

@@ -468,8 +468,13 @@ def _recipe_problems(taxonomy: Taxonomy) -> list[str]:
                 f"recipe {name!r}, field 'mixture': unknown domains {', '.join(unknown)}"
             )
             continue
-        if any(not math.isfinite(v) or v < 0 for v in recipe.mixture.values()):
-            problems.append(f"recipe {name!r}, field 'mixture': a share is negative or not finite")
+        invalid = {d: v for d, v in recipe.mixture.items() if not math.isfinite(v) or v < 0}
+        if invalid:
+            shares = ", ".join(f"{d}={v!r}" for d, v in invalid.items())
+            problems.append(
+                f"recipe {name!r}, field 'mixture': shares must be finite and non-negative, "
+                f"not {shares}"
+            )
             continue
         total = sum(recipe.mixture.values())
         if total <= 0:

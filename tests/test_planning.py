@@ -127,6 +127,8 @@ def test_cli_plan_json(tmp_path):
     [
         (["--width", "0"], "invalid interval width 0.0"),
         (["--width", "0.1", "--mixture", "lawyer=1"], "unknown domain 'lawyer'"),
+        (["--width", "0.1", "--simulations", "-3"], "invalid simulation count -3"),
+        (["--width", "0.1", "--simulations", "1"], "invalid simulation count 1"),
     ],
 )
 def test_cli_plan_bad_input_exits_2(tmp_path, extra, message):

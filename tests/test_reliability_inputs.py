@@ -334,6 +334,53 @@ def test_fewer_samples_than_domains_rejected(calibrated):
     assert not (calibrated.root / "run" / "result.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        (b'{"id": 3, "text": 5}', "line 4 has no string 'text' field"),
+        (b'{"id": 3}', "line 4 has no string 'text' field"),
+        (b"\x00\x01garbage", "line 4 is not valid UTF-8 JSON"),
+        (b"\xff\xfe{}", "line 4 is not valid UTF-8 JSON"),
+        (b"[1, 2]", "line 4 is a JSON list, not a sample object"),
+    ],
+    ids=["text-not-string", "no-text", "control-bytes", "not-utf8", "list"],
+)
+def test_damaged_samples_line_rejected(calibrated, line, fragment):
+    samples = calibrated.root / "run" / "samples.jsonl"
+    lines = samples.read_bytes().splitlines(keepends=True)
+    lines[3] = line + b"\n"
+    samples.write_bytes(b"".join(lines))
+    before = snapshot(calibrated.root)
+
+    result = invoke("estimate", calibrated.config, "--set", "sampler.options.n_samples=16")
+
+    assert_one_line_error(result, "samples.jsonl", fragment, "fix or remove that line")
+    assert_unchanged(before)
+
+
+def test_fewer_samples_than_configured_warned(calibrated, caplog):
+    with caplog.at_level("WARNING", logger="llmsurgeon_core.pipeline"):
+        result = invoke("estimate", calibrated.config, "--set", "sampler.options.n_samples=20")
+
+    assert result.exit_code == 0, result.output
+    assert "estimating from 16 of the 20 samples" in caplog.text
+    stored = json.loads((calibrated.root / "run" / "result.json").read_text())
+    assert stored["n_samples"] == 16
+
+
+def test_cache_dir_that_is_a_file_rejected(small_audit, tmp_path, monkeypatch):
+    not_a_directory = tmp_path / "cache-file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("LLMSURGEON_CACHE_DIR", str(not_a_directory))
+    before = snapshot(small_audit.root)
+
+    result = invoke("audit", small_audit.config)
+
+    assert_one_line_error(result, "cache-file", "is not a directory", "LLMSURGEON_CACHE_DIR")
+    assert_unchanged(before)
+    assert not (small_audit.root / "run" / "calibration").exists()
+
+
 # A classifier that misbehaves
 
 
