@@ -23,6 +23,11 @@ page="$root/docs/benchmarks-scan.md"
 marker="<!-- Tables below are written by plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh -->"
 mode="${1:-full}"
 
+# One thread each for torch and BLAS, unless the caller sets them: these
+# tiny models gain nothing from more, and on a busy machine extra threads
+# slowed training several-fold.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+
 cd "$root"
 case "$mode" in
     quick) llmsurgeon scan "$configs/scan-coarse.yaml" --quick ;;
