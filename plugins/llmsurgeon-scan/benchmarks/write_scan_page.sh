@@ -12,7 +12,7 @@
 # with `page` after the run that did the work.
 # `generation` audits the full coarse scan's targets again, with C measured
 # on each target's continuations of reference prefixes; it reads the targets
-# and samples that `full` cached, so it trains and samples nothing.
+# that `full` cached, so it trains nothing.
 # Build the reference text first with benchmarks/build_scan_corpora.sh.
 set -euo pipefail
 
@@ -37,8 +37,11 @@ case "$mode" in
         done
         ;;
     generation)
+        # The continuations need room for a prompt in the targets' 64-token
+        # context, so every sample is 48 tokens long and the targets are
+        # sampled again.
         llmsurgeon scan "$configs/scan-coarse.yaml" --set calibrate.mode=generation \
-            --set targets_dir=llmsurgeon-runs/scan-coarse \
+            --set sampling.max_new_tokens=48 --set targets_dir=llmsurgeon-runs/scan-coarse \
             --set scan_dir=llmsurgeon-runs/scan-coarse-generation
         ;;
     page) ;;
