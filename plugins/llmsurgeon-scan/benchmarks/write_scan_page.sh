@@ -6,8 +6,9 @@
 #   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh generation  # after full
 #   bash plugins/llmsurgeon-scan/benchmarks/write_scan_page.sh page    # no scan, tables only
 #
-# The page's text above the marker line stays as it is. Everything below it
-# is replaced by the scan.md of each scan that has finished, quick first. A
+# The page's text above the marker line stays as it is. Below it, each scan
+# that has a scan.md under llmsurgeon-runs/ gets that file's tables, quick
+# first; a scan without one keeps the section the page already has. A
 # scan read from its cache records its own short wall time, so write the page
 # with `page` after the run that did the work.
 # `generation` audits the full coarse scan's targets again, with C measured
@@ -49,6 +50,20 @@ case "$mode" in
 esac
 
 head="$(awk -v marker="$marker" '{ print } $0 == marker { exit }' "$page")"
+
+# Print the page's current section of scan $1 (from its heading to its plot
+# line), so a scan that was not run here keeps its published tables.
+kept_section() {
+    awk -v marker="$marker" -v image="![$1](scan-plots/$1.png)" '
+        $0 == marker { inside = 1; next }
+        !inside { next }
+        $0 == image { printf "%s%s", buffer, $0; exit }
+        /^!\[.*\]\(scan-plots\/.*\.png\)$/ { buffer = ""; next }
+        buffer == "" && $0 == "" { next }
+        { buffer = buffer $0 "\n" }
+    ' "$page"
+}
+
 {
     printf '%s\n\n' "$head"
     for run in scan-coarse-quick scan-coarse scan-coarse-generation scan-mid scan-fine; do
@@ -57,6 +72,11 @@ head="$(awk -v marker="$marker" '{ print } $0 == marker { exit }' "$page")"
             printf '\n![%s](scan-plots/%s.png)\n\n' "$run" "$run"
             mkdir -p docs/scan-plots
             cp "llmsurgeon-runs/$run/scan.png" "docs/scan-plots/$run.png"
+        else
+            section="$(kept_section "$run")"
+            if [ -n "$section" ]; then
+                printf '%s\n\n' "$section"
+            fi
         fi
     done
 } > "$page.tmp"
