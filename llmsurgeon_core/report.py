@@ -88,6 +88,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"| {domain} | {_percent(result['estimate'][domain])} | {shown} | "
             f"{_percent(result['naive'][domain])} | {_percent(truth.get(domain))} |"
         )
+    lines += ["", "![estimate, intervals and naive baseline by domain](mixture.png)"]
     if result["metrics"]:
         lines += ["", "| metric | estimate | naive |", "| --- | ---: | ---: |"]
         for key, value in result["metrics"].items():

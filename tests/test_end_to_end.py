@@ -106,7 +106,9 @@ def test_estimate_is_close_to_truth(audit_run):
 def test_run_writes_report_and_chart(audit_run):
     _, run_dir, _, output = audit_run
     assert "overlap accuracy" in output.stdout
-    assert (run_dir / "report.md").read_text().startswith("# Mixture audit: demo")
+    report = (run_dir / "report.md").read_text()
+    assert report.startswith("# Mixture audit: demo")
+    assert "](mixture.png)" in report
     assert (run_dir / "mixture.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert set(manifest["stages"]) == {"calibrate", "sample", "estimate"}
