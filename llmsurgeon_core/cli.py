@@ -429,7 +429,22 @@ def main() -> None:
     except LlmsurgeonError as error:
         click.echo(f"error: {_one_line(str(error))}", err=True)
         sys.exit(2 if isinstance(error, InvalidInputError) else 1)
-    cli()
+    # Outside standalone mode click raises its errors, so a usage error prints
+    # as one line like every other invalid input, not as click's usage block.
+    try:
+        status = cli.main(standalone_mode=False)
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "llmsurgeon"
+        message = _one_line(error.format_message()).rstrip(".")
+        click.echo(f"error: {message}; run `{command} --help`", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        click.echo(f"error: {_one_line(error.format_message())}", err=True)
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 def _print_plan(plan: Any) -> None:

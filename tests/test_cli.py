@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from llmsurgeon_core.cli import cli
+
+# The console script, which main() runs, as a user would.
+LLMSURGEON = str(Path(sys.executable).with_name("llmsurgeon"))
 
 
 def invoke(*args: str):
@@ -106,3 +113,34 @@ def test_taxonomy_validate_sources_finds_empty_glob(tmp_path):
     result = invoke("taxonomy", "validate", "--sources", str(path))
     assert result.exit_code == 2
     assert "error:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["estimate", "."], "is a directory; run `llmsurgeon estimate --help`"),
+        (["plugin", "new", "x", "--kind", "nokind"], "'nokind' is not one of"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'; run `llmsurgeon --help`"),
+    ],
+    ids=["directory-as-config", "bad-choice", "unknown-command"],
+)
+def test_console_usage_error_is_one_line(tmp_path, args, fragment):
+    done = subprocess.run(
+        [LLMSURGEON, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    assert fragment in lines[0]
+    assert done.stdout == ""
+
+
+def test_console_help_exits_0(tmp_path):
+    done = subprocess.run(
+        [LLMSURGEON, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0
+    assert done.stdout.startswith("Usage: llmsurgeon")
