@@ -228,14 +228,18 @@ def parse_config_text(text: str, suffix: str, label: str) -> dict[str, Any]:
     return raw
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides; values are parsed as YAML scalars."""
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str], example: str = "sampler.options.n_samples=500"
+) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides; values are parsed as YAML scalars.
+
+    ``example`` is the override that the error for a malformed one shows.
+    """
     for override in overrides:
         key, separator, value_text = override.partition("=")
         if not separator or not key.strip():
             raise ConfigError(
-                f"invalid override {override!r}; expected KEY=VALUE, for example "
-                "sampler.options.n_samples=500"
+                f"invalid override {override!r}; expected KEY=VALUE, for example {example}"
             )
         try:
             value = yaml.safe_load(value_text) if value_text.strip() else ""

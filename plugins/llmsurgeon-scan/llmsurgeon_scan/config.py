@@ -199,7 +199,7 @@ def load_scan_config(
         if not isinstance(changes, dict):
             raise ConfigError("config key 'quick' must be a mapping of config keys to values")
         raw = _merge(raw, changes)
-    raw = apply_overrides(raw, list(overrides))
+    raw = apply_overrides(raw, list(overrides), example="sampling.n_samples=500")
     try:
         return ScanConfig.model_validate(raw)
     except ValidationError as error:

@@ -41,6 +41,11 @@ def test_set_override_applies() -> None:
     assert config.scan_dir == Path("elsewhere")
 
 
+def test_malformed_override_shows_scan_key() -> None:
+    with pytest.raises(ConfigError, match=r"for example sampling\.n_samples=500"):
+        load_scan_config(None, overrides=["draw.count"])
+
+
 def test_unknown_key_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path / "scan.yaml", "taxonomy: demo\ndraws: {count: 3}\n")
     with pytest.raises(ConfigError, match="unknown config key 'draws'"):
