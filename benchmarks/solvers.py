@@ -9,7 +9,7 @@ Protocol: the reference chunks of a taxonomy are scored out of fold by the
 draws a mixture uniformly from the simplex and splits each domain's
 documents afresh: the chunks of a third of them are the calibration (``C``,
 priors, reference predictions), and ``n`` chunks at the mixture, drawn from
-the other documents, are the samples. Every solver, ours and QuaPy's, sees
+the other documents, are the samples. Every solver, ours and QuaPy's, gets
 the identical posteriors.
 """
 
@@ -200,7 +200,7 @@ def draw_trial(
     samples, they share no document with the calibration. With
     ``split="chunks"`` a third of each domain's chunks is the calibration and
     the samples come from the rest, so both sides draw on the same documents.
-    A domain whose share asks for more chunks than it has left is drawn with
+    A domain whose share needs more chunks than it has left is drawn with
     replacement; the count of such domains is returned.
 
     Returns:
@@ -246,8 +246,8 @@ def protocol(
     covered: dict[str, list[bool]] = {name: [] for name in ours}
     bounds, short = [], 0
     agreement: dict[str, list[float]] = {"nnls": [], "cvxpy": [], "kdey": [], "em-bbse none": []}
-    # Least-squares objective at our estimate minus at QuaPy PACC's: where the
-    # two differ, this says whose estimate is the better minimizer.
+    # Least-squares objective at our estimate minus at QuaPy PACC's. Where the
+    # two estimates differ, its sign shows which is the better minimizer.
     objective_gaps: dict[str, list[float]] = {"nnls": [], "cvxpy": []}
     for trial in range(n_trials):
         mixture = rng.dirichlet(np.ones(k))

@@ -81,7 +81,7 @@ class ReferenceResampler:
     """Draws bootstrap copies of reference predictions, within each domain.
 
     Where the predictions carry document numbers, a copy draws each domain's
-    documents with replacement and takes all their chunks; chunks of one
+    documents with replacement and takes all their chunks. Chunks of one
     document resemble each other, so drawing them one by one would understate
     the noise of ``C``. Otherwise it draws each domain's chunks.
     """

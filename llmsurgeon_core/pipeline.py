@@ -512,7 +512,7 @@ class Run:
         requested = sampler_options.n_samples  # None: every text the sampler has
         if requested is not None and len(records) < requested:
             logger.warning(
-                "estimating from %d of the %d samples that sampler option n_samples asks for; "
+                "estimating from %d of the %d samples that sampler option n_samples requests; "
                 "run `llmsurgeon sample` to draw the rest",
                 len(records),
                 requested,

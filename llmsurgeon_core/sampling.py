@@ -37,19 +37,19 @@ def read_samples(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         records.append(_parse_sample_line(path, number, line, len(records)))
     if complete_end < len(data):
         logger.warning(
-            "%s ends in a torn line (a crash while writing); it is %s",
+            "%s ends in a torn line (a crash while writing), which is %s",
             path,
             "cut off" if repair else "ignored",
         )
-    if complete_end < len(data) and repair:
-        with open(path, "r+b") as handle:
-            handle.truncate(complete_end)
-            os.fsync(handle.fileno())
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(complete_end)
+                os.fsync(handle.fileno())
     return records
 
 
 def _parse_sample_line(path: Path, number: int, line: bytes, expected_id: int) -> dict[str, Any]:
-    """Return the sample on line ``number``, or raise naming what is wrong with it."""
+    """Return the sample on line ``number``, or raise an error that names its fault."""
     where = f"{str(path)!r} line {number}"
     try:
         record = json.loads(line.decode("utf-8"))
@@ -64,7 +64,7 @@ def _parse_sample_line(path: Path, number: int, line: bytes, expected_id: int) -
         )
     if record.get("id") != expected_id:
         raise RunDirectoryError(
-            f"{where} should hold sample id {expected_id}; "
+            f"{where} should contain sample id {expected_id}; "
             "the file was edited or written by two runs at once"
         )
     if not isinstance(record.get("text"), str):

@@ -24,7 +24,7 @@ def corpus() -> ReferenceCorpus:
 def test_chunks_carry_their_document_number(corpus):
     assert corpus.groups is not None
     assert len(corpus.groups) == len(corpus.texts)
-    # Numbers are unique across domains and a document holds several chunks.
+    # Numbers are unique across domains and a document contains several chunks.
     for group in np.unique(corpus.groups):
         assert len(np.unique(corpus.labels[corpus.groups == group])) == 1
     assert len(np.unique(corpus.groups)) < len(corpus.texts)

@@ -8,11 +8,11 @@
 #
 # The page's text above the marker line stays as it is. Below it, each scan
 # that has a scan.md under llmsurgeon-runs/ gets that file's tables, quick
-# first; a scan without one keeps the section the page already has. A
+# first. A scan without one keeps the section the page already has. A
 # scan read from its cache records its own short wall time, so write the page
 # with `page` after the run that did the work.
 # `generation` audits the full coarse scan's targets again, with C measured
-# on each target's continuations of reference prefixes; it reads the targets
+# on each target's continuations of reference prefixes. It reads the targets
 # that `full` cached, so it trains nothing.
 # Build the reference text first with benchmarks/build_scan_corpora.sh.
 set -euo pipefail
