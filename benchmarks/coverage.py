@@ -4,12 +4,14 @@ Every posterior is drawn independently, so the only departures from nominal
 coverage come from the solver and the bootstrap, not from documents whose
 chunks resemble each other. Run:
 
-    python benchmarks/coverage.py --k 24 --reference 150 1000 --trials 60
+    python benchmarks/coverage.py --k 24 --reference 150 1000 --pseudo-samples 0 0.5
 
-Each trial draws a mixture uniformly from the simplex, ``--reference`` rows
-per domain for the calibration and ``--samples`` target rows. A row of true
-domain ``i`` is a draw from Dirichlet(``concentration * C[i]``), where ``C``
-is 0.7 times the identity plus 0.3 times a random row-stochastic matrix.
+Each trial draws a mixture from Dirichlet(``--mixture-concentration``), by
+default uniformly from the simplex, ``--reference`` rows per domain for the
+calibration and ``--samples`` target rows. A row of true domain ``i`` is a
+draw from Dirichlet(``concentration * C[i]``), where ``C`` is 0.7 times the
+identity plus 0.3 times a random row-stochastic matrix. Every
+``--pseudo-samples`` value is run on the same trials.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def draw_posteriors(
     return np.array([rng.dirichlet(concentration * confusion[y]) for y in labels])
 
 
-def coverage(args: argparse.Namespace, n_reference: int) -> tuple[np.ndarray, np.ndarray]:
+def coverage(
+    args: argparse.Namespace, n_reference: int, pseudo_samples: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Return whether each true share was inside its interval, and the shares, over all trials."""
     rng = np.random.default_rng(args.seed)
     k = args.k
@@ -46,11 +50,17 @@ def coverage(args: argparse.Namespace, n_reference: int) -> tuple[np.ndarray, np
         reference = ReferencePredictions(
             draw_posteriors(labels, confusion, args.concentration, rng), labels
         )
-        mixture = rng.dirichlet(np.ones(k))
+        mixture = rng.dirichlet(np.full(k, args.mixture_concentration))
         sample_labels = rng.choice(k, args.samples, p=mixture)
         samples = draw_posteriors(sample_labels, confusion, args.concentration, rng)
         interval, _ = bootstrap_intervals(
-            solver, reference, samples, args.resamples, args.level, trial
+            solver,
+            reference,
+            samples,
+            args.resamples,
+            args.level,
+            trial,
+            pseudo_samples=pseudo_samples,
         )
         inside.append((interval[:, 0] <= mixture) & (mixture <= interval[:, 1]))
         shares.append(mixture)
@@ -71,19 +81,33 @@ def main() -> None:
     parser.add_argument(
         "--concentration", type=float, default=20.0, help="Dirichlet concentration of a row."
     )
+    parser.add_argument(
+        "--mixture-concentration",
+        type=float,
+        default=1.0,
+        help="Dirichlet parameter of the mixtures; below 1 gives mixtures with many tiny shares.",
+    )
+    parser.add_argument(
+        "--pseudo-samples",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="Values of the bootstrap's pseudo_samples to compare.",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     bins = list(itertools.pairwise(SHARE_BINS))
     print(
         f"{args.solver}, K = {args.k}, {args.samples} samples, {args.trials} mixtures, "
-        f"{args.resamples} resamples, nominal {100 * args.level:g}%"
+        f"{args.resamples} resamples, nominal {100 * args.level:g}%, mixtures from "
+        f"Dirichlet({args.mixture_concentration:g})"
     )
     header = " | ".join(f"share {low:g}–{high:g}" for low, high in bins)
-    print(f"| reference rows per domain | coverage % | {header} |")
-    print("| ---: | ---: |" + " ---: |" * len(bins))
-    for n_reference in args.reference:
-        inside, shares = coverage(args, n_reference)
+    print(f"| reference rows per domain | pseudo samples | coverage % | {header} |")
+    print("| ---: | ---: | ---: |" + " ---: |" * len(bins))
+    for n_reference, pseudo_samples in itertools.product(args.reference, args.pseudo_samples):
+        inside, shares = coverage(args, n_reference, pseudo_samples)
         cells = []
         for low, high in bins:
             chosen = (shares >= low) & (shares < high)
@@ -91,7 +115,11 @@ def main() -> None:
                 cells.append(f"{100 * inside[chosen].mean():.1f} ({chosen.sum()})")
             else:
                 cells.append("–")
-        print(f"| {n_reference} | {100 * inside.mean():.1f} | {' | '.join(cells)} |", flush=True)
+        print(
+            f"| {n_reference} | {pseudo_samples:g} | {100 * inside.mean():.1f} | "
+            f"{' | '.join(cells)} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ OURS = {
     "rlls": ("rlls", {}),
 }
 # The QuaPy method that each of ours is checked against, on every mixture.
+# Coverage is also reported for the true shares below this one.
+SMALL_SHARE = 0.02
 AGREES_WITH = {"nnls": "PACC", "cvxpy": "PACC", "kdey": "KDEy", "em-bbse none": "EMQ"}
 PACKAGES = [
     "numpy",
@@ -191,6 +193,7 @@ def draw_trial(
     n: int,
     rng: np.random.Generator,
     split: str = "documents",
+    spread: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Split each domain's documents (or chunks) afresh into calibration and samples.
 
@@ -200,6 +203,11 @@ def draw_trial(
     samples, they share no document with the calibration. With
     ``split="chunks"`` a third of each domain's chunks is the calibration and
     the samples come from the rest, so both sides draw on the same documents.
+    With ``spread``, a domain's samples take one chunk from each of its
+    documents before a second from any. A target's samples are independent
+    draws, so several chunks of one document in a sample would make the
+    samples more alike than a target's, and the bootstrap, which resamples
+    them one by one, would understate their noise.
     A domain whose share needs more chunks than it has left is drawn with
     replacement; the count of such domains is returned.
 
@@ -216,6 +224,9 @@ def draw_trial(
         held = np.isin(units, chosen[: len(chosen) // 3])
         calibration.append(rows[held])
         left = rng.permutation(rows[~held])
+        if spread:
+            # One chunk of every document in random order, then a second of each, and so on.
+            left = left[np.argsort(occurrence(groups[left]), kind="stable")]
         rest.append(left)
         if count <= len(left):
             samples.append(left[:count])
@@ -223,6 +234,17 @@ def draw_trial(
             samples.append(rng.choice(left, count))
             short += 1
     return np.concatenate(calibration), np.concatenate(samples), np.concatenate(rest), short
+
+
+def occurrence(values: np.ndarray) -> np.ndarray:
+    """Return, for each entry, how many earlier entries have the same value."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ranks = np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))
+    counts = np.empty(len(values), dtype=np.int64)
+    counts[order] = ranks
+    return counts
 
 
 def bound_trace(pool_probs, pool_labels, priors, mixture, n) -> float:
@@ -235,7 +257,7 @@ def bound_trace(pool_probs, pool_labels, priors, mixture, n) -> float:
 
 
 def protocol(
-    probs, labels, groups, n_trials, n_samples, n_coverage, n_resamples, level, seed, split
+    probs, labels, groups, n_trials, n_samples, n_coverage, n_resamples, level, seed, split, spread
 ):
     rng = np.random.default_rng(seed)
     k = probs.shape[1]
@@ -244,6 +266,7 @@ def protocol(
     overlaps: dict[str, list[float]] = {}
     squared: dict[str, list[float]] = {}
     covered: dict[str, list[bool]] = {name: [] for name in ours}
+    covered_shares: list[float] = []
     bounds, short = [], 0
     agreement: dict[str, list[float]] = {"nnls": [], "cvxpy": [], "kdey": [], "em-bbse none": []}
     # Least-squares objective at our estimate minus at QuaPy PACC's. Where the
@@ -252,7 +275,7 @@ def protocol(
     for trial in range(n_trials):
         mixture = rng.dirichlet(np.ones(k))
         calibration_rows, sample_rows, rest, trial_short = draw_trial(
-            labels, groups, mixture, n_samples, rng, split
+            labels, groups, mixture, n_samples, rng, split, spread
         )
         short += trial_short
         reference = ReferencePredictions(
@@ -268,6 +291,8 @@ def protocol(
                     method, reference, samples, n_resamples, level, seed + trial
                 )
                 covered[name] += list((interval[:, 0] <= mixture) & (mixture <= interval[:, 1]))
+        if trial < n_coverage:
+            covered_shares += list(mixture)
         for name, method in quapy_methods(reference, k).items():
             estimates[name] = np.asarray(method(samples))
         em_plain = load_registry().get("solver", "em-bbse").obj
@@ -289,12 +314,19 @@ def protocol(
             squared.setdefault(name, []).append(np.sum((estimate - mixture) ** 2))
         bounds.append(bound_trace(probs[rest], labels[rest], priors, mixture, n_samples))
     rows = []
+    small = np.array(covered_shares) < SMALL_SHARE
     for name in errors:
-        coverage = 100 * np.mean(covered[name]) if covered.get(name) else None
+        coverage = small_coverage = None
+        if covered.get(name):
+            coverage = 100 * np.mean(covered[name])
+            small_coverage = 100 * np.mean(np.array(covered[name])[small])
         ratio = np.sqrt(np.mean(squared[name]) / np.mean(bounds))
-        rows.append((name, np.mean(errors[name]), np.mean(overlaps[name]), coverage, ratio))
+        rows.append(
+            (name, np.mean(errors[name]), np.mean(overlaps[name]), coverage, small_coverage, ratio)
+        )
     largest = {name: float(np.max(v)) for name, v in agreement.items()}
-    return rows, largest, {name: float(np.max(v)) for name, v in objective_gaps.items()}, short
+    gaps = {name: float(np.max(v)) for name, v in objective_gaps.items()}
+    return rows, largest, gaps, short, int(small.sum())
 
 
 def least_squares(confusion: np.ndarray, samples: np.ndarray, mixture: np.ndarray) -> float:
@@ -358,6 +390,15 @@ def main() -> None:
         default="documents",
         help="Split calibration and samples by document (the default) or chunk by chunk.",
     )
+    parser.add_argument(
+        "--sample-draw",
+        choices=["spread", "random"],
+        default="spread",
+        help=(
+            "Take a domain's samples one chunk per document before a second from any "
+            "(the default), or at random from the chunks outside the calibration."
+        ),
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     lines = [
@@ -373,7 +414,7 @@ def main() -> None:
     for label, pool in chosen:
         started = time.perf_counter()
         probs, labels, groups, domains = pool()
-        rows, agreement, objective_gaps, short = protocol(
+        rows, agreement, objective_gaps, short, n_small = protocol(
             probs,
             labels,
             groups,
@@ -384,11 +425,13 @@ def main() -> None:
             0.9,
             0,
             args.split,
+            args.sample_draw == "spread",
         )
         by = "document" if args.split == "documents" else "chunk"
+        draw = "spread over documents" if args.sample_draw == "spread" else "drawn at random"
         lines += [
             "",
-            f"### {label}, split by {by}",
+            f"### {label}, split by {by}, samples {draw}",
             "",
             f"{len(domains)} domains, {len(labels)} chunks of {len(np.unique(groups))} "
             "documents, out-of-fold accuracy "
@@ -396,16 +439,20 @@ def main() -> None:
             f"samples. Coverage of 90% intervals over {args.coverage_trials} mixtures x "
             f"{len(domains)} domains with {args.resamples} resamples (binomial standard "
             f"error of a coverage of 90%: "
-            f"{100 * np.sqrt(0.09 / (args.coverage_trials * len(domains))):.1f} points). "
+            f"{100 * np.sqrt(0.09 / (args.coverage_trials * len(domains))):.1f} points); "
+            f"{n_small} of the true shares were below {SMALL_SHARE:g}. "
             f"{short} domain draws needed more chunks than were left and were drawn with "
             f"replacement. {time.perf_counter() - started:.0f} s.",
             "",
-            "| solver | MAE | overlap | coverage % | error / bound |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            f"| solver | MAE | overlap | coverage % | coverage % of shares < {SMALL_SHARE:g} "
+            "| error / bound |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for name, mae, overlap, coverage, ratio in sorted(rows, key=lambda r: r[1]):
-            shown = "" if coverage is None else f"{coverage:.1f}"
-            lines.append(f"| {name} | {mae:.5f} | {overlap:.4f} | {shown} | {ratio:.2f} |")
+        for name, mae, overlap, coverage, small, ratio in sorted(rows, key=lambda r: r[1]):
+            cells = ["" if value is None else f"{value:.1f}" for value in (coverage, small)]
+            lines.append(
+                f"| {name} | {mae:.5f} | {overlap:.4f} | {' | '.join(cells)} | {ratio:.2f} |"
+            )
         lines += [
             "",
             "Largest difference over all mixtures: "

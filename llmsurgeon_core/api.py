@@ -145,5 +145,6 @@ def estimate(
         RunDirectoryError: if the run directory has no samples yet.
     """
     run = _checked_run(config, overrides, registry)
+    run.check_samples_exist()
     with run.locked():
         return run.estimate()

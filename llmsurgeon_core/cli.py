@@ -156,6 +156,7 @@ def sample(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None
 def estimate(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None) -> None:
     """Classify the samples and solve for the mixture."""
     run = _run(config, overrides, run_dir)
+    run.check_samples_exist()
     with run.locked():
         result = run.estimate()
     _print_summary(result, run.run_dir)

@@ -101,6 +101,15 @@ class BootstrapConfig(_Strict):
     n_resamples: int = Field(200, ge=0, description="Bootstrap resamples; 0 turns intervals off.")
     level: float = Field(0.9, gt=0, lt=1, description="Coverage of the reported intervals.")
     seed: int = Field(0, description="Seed of the resampling.")
+    pseudo_samples: float = Field(
+        0.5,
+        ge=0,
+        description=(
+            "Mean number of each domain's reference predictions added to the target samples "
+            "of every resample (a Poisson count). They keep the interval of a domain with few "
+            "or no samples from shrinking onto its estimate; 0 leaves them out."
+        ),
+    )
 
 
 class ReportConfig(_Strict):

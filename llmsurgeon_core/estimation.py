@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # Below this many samples per domain, the percentile bootstrap understates the error.
 MIN_SAMPLES_PER_DOMAIN = 20
+# Mean number of each domain's reference predictions that a bootstrap resample
+# adds to the target samples: the half count of Jeffreys' prior.
+PSEUDO_SAMPLES = 0.5
 
 
 @dataclass
@@ -98,6 +101,11 @@ class ReferenceResampler:
                     [rows[inverse == g] for g in range(inverse.max(initial=-1) + 1)]
                 )
 
+    def pseudo_samples(self, rng: np.random.Generator, mean: float) -> np.ndarray:
+        """Return a Poisson(``mean``) number of random reference predictions of each domain."""
+        picked = [rng.choice(rows, rng.poisson(mean)) for rows in self._rows if len(rows)]
+        return self.reference.probs[np.concatenate(picked)]
+
     def draw(self, rng: np.random.Generator) -> ReferencePredictions:
         """Return one bootstrap copy of the reference predictions."""
         if self._documents is None:
@@ -127,6 +135,7 @@ def bootstrap_intervals(
     level: float,
     seed: int,
     on_resample: Callable[[], None] | None = None,
+    pseudo_samples: float = PSEUDO_SAMPLES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return percentile intervals ``(K, 2)`` and the ``(B, K)`` bootstrap estimates.
 
@@ -136,6 +145,15 @@ def bootstrap_intervals(
     estimation noise of ``C``. The solver gets the resampled reference
     predictions too, so a calibration map that it fits on them is refitted in
     every resample.
+
+    Each resample also adds to the target samples a Poisson(``pseudo_samples``)
+    number of every domain's reference predictions. Without them, a domain
+    with few or no samples varies little between resamples, and its interval
+    shrinks around an estimate near 0, in the way a Wald interval of a
+    binomial with few successes does. The extra rows play the part of the
+    half count that Jeffreys' prior adds to each class of a multinomial. At
+    K = 24 and 1,000 samples they raised the coverage of 90% intervals of
+    shares below 0.5% from 84% to 90% (``benchmarks/coverage.py``).
     """
     rng = np.random.default_rng(seed)
     n_classes = sample_probs.shape[1]
@@ -143,6 +161,8 @@ def bootstrap_intervals(
     estimates = np.empty((n_resamples, n_classes))
     for b in range(n_resamples):
         probs = sample_probs[rng.integers(0, len(sample_probs), len(sample_probs))]
+        if pseudo_samples > 0:
+            probs = np.vstack([probs, resampler.pseudo_samples(rng, pseudo_samples)])
         estimates[b], _ = solve_once(solver, resampler.draw(rng), probs, n_classes)
         if on_resample is not None:
             on_resample()
@@ -214,7 +234,7 @@ def _solve_merged(
     calibration: Calibration,
     sample_probs: np.ndarray,
     groups: Sequence[Sequence[str]],
-    bootstrap: tuple[int, float, int],
+    bootstrap: tuple[int, float, int, float],
 ) -> dict[str, Any]:
     names, mapping = merge_domains(calibration.domains, groups)
     labels = mapping[calibration.labels].argmax(axis=1)
@@ -228,9 +248,11 @@ def _solve_merged(
         "interval": None,
         "solver": info,
     }
-    n_resamples, level, seed = bootstrap
+    n_resamples, level, seed, pseudo_samples = bootstrap
     if n_resamples > 0:
-        interval, _ = bootstrap_intervals(solver, reference, probs, n_resamples, level, seed)
+        interval, _ = bootstrap_intervals(
+            solver, reference, probs, n_resamples, level, seed, pseudo_samples=pseudo_samples
+        )
         merged["interval"] = {name: bounds.tolist() for name, bounds in zip(names, interval)}
     return merged
 
@@ -244,10 +266,14 @@ def estimate_mixture(
     seed: int,
     on_resample: Callable[[], None] | None = None,
     merge: Sequence[Sequence[str]] | str | None = None,
+    pseudo_samples: float = PSEUDO_SAMPLES,
 ) -> Estimate:
     """Solve for the mixture, bootstrap its intervals and diagnose it.
 
     Args:
+        pseudo_samples: mean number of each domain's reference predictions
+            that a bootstrap resample adds to the samples; see
+            :func:`bootstrap_intervals`.
         merge: ``None``; a list of domain groups to solve again at the coarser
             level; or ``"suggested"`` for the groups in
             ``diagnostics["merge_groups"]``, found in the structure of ``C``. The coarse result goes
@@ -260,7 +286,7 @@ def estimate_mixture(
     interval = estimates = None
     if n_resamples > 0:
         interval, estimates = bootstrap_intervals(
-            solver, reference, sample_probs, n_resamples, level, seed, on_resample
+            solver, reference, sample_probs, n_resamples, level, seed, on_resample, pseudo_samples
         )
     diagnostics = diagnose(calibration, sample_probs, mixture)
     diagnostics["solver"] = info
@@ -285,6 +311,6 @@ def estimate_mixture(
         groups = merge
     if groups:
         diagnostics["merged"] = _solve_merged(
-            solver, calibration, sample_probs, groups, (n_resamples, level, seed)
+            solver, calibration, sample_probs, groups, (n_resamples, level, seed, pseudo_samples)
         )
     return Estimate(mixture, naive_mixture(sample_probs), interval, diagnostics)

@@ -501,6 +501,18 @@ class Run:
             **compare_mixtures(mixture, generated),
         }
 
+    def check_samples_exist(self) -> None:
+        """Raise ``RunDirectoryError`` if the run has no samples file.
+
+        ``estimate`` calls it before taking the run directory's lock, so that
+        a mistyped run directory is not created.
+        """
+        path = self.run_dir / SAMPLES_FILE
+        if not path.is_file():
+            raise RunDirectoryError(
+                f"{str(path)!r} not found; run `llmsurgeon sample` first, or check run_dir"
+            )
+
     def estimate(self) -> dict[str, Any]:
         """Classify the samples, solve for the mixture and write the report files."""
         sampler_options = self._options("sampler", self.config.sampler)
@@ -536,6 +548,7 @@ class Run:
                 bootstrap.seed,
                 on_resample=bar.update,
                 merge=self.config.merge,
+                pseudo_samples=bootstrap.pseudo_samples,
             )
         generation = self._generation_diagnostics(records, estimate.mixture)
         if generation:

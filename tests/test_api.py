@@ -114,9 +114,17 @@ def test_resolve_config_rejects_other_types():
         resolve_config(42)  # type: ignore[arg-type]
 
 
-def test_estimate_without_samples_raises(config_dir):
+def test_estimate_without_samples_raises(config_dir, tmp_path):
+    run_dir = tmp_path / "mistyped"
+    with pytest.raises(RunDirectoryError, match=r"samples\.jsonl' not found"):
+        ls.estimate(config_dir / "audit.yaml", run_dir=str(run_dir))
+    assert not run_dir.exists()
+
+
+def test_estimate_with_empty_samples_file_raises(config_dir, tmp_path):
+    (tmp_path / "samples.jsonl").write_text("")
     with pytest.raises(RunDirectoryError, match="contains no samples"):
-        ls.estimate(config_dir / "audit.yaml", reference={"max_per_domain": 20})
+        ls.estimate(config_dir / "audit.yaml", run_dir=str(tmp_path))
 
 
 def test_api_is_exported_and_typed():

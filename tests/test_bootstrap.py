@@ -1,0 +1,64 @@
+"""Bootstrap intervals: pseudo-samples keep the interval of a domain with no samples open."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from llmsurgeon_core import ReferencePredictions, load_registry
+from llmsurgeon_core.config import BootstrapConfig
+from llmsurgeon_core.estimation import bootstrap_intervals
+
+N_SAMPLES = 1000
+
+
+@pytest.fixture(scope="module")
+def nnls():
+    cls = load_registry().get("solver", "nnls").obj
+    return cls(cls.Options())
+
+
+@pytest.fixture(scope="module")
+def exact_classifier() -> tuple[ReferencePredictions, np.ndarray]:
+    """One-hot predictions, so ``C`` is the identity and the estimate counts samples.
+
+    The target has 600 samples of domain 0, 400 of domain 1 and none of domain 2.
+    """
+    labels = np.repeat(np.arange(3), 100)
+    reference = ReferencePredictions(np.eye(3)[labels], labels)
+    samples = np.eye(3)[np.repeat([0, 1], [600, 400])]
+    return reference, samples
+
+
+def intervals(solver, data, pseudo_samples: float) -> np.ndarray:
+    reference, samples = data
+    interval, _ = bootstrap_intervals(
+        solver, reference, samples, 400, 0.9, 0, pseudo_samples=pseudo_samples
+    )
+    return interval
+
+
+def test_without_pseudo_samples_an_absent_domain_gets_a_point(nnls, exact_classifier):
+    assert intervals(nnls, exact_classifier, 0.0)[2].tolist() == [0.0, 0.0]
+
+
+def test_pseudo_samples_open_the_interval_of_an_absent_domain(nnls, exact_classifier):
+    low, high = intervals(nnls, exact_classifier, 0.5)[2]
+    assert low == 0.0
+    # Jeffreys' 95% upper bound for 0 successes in 1,000 trials is 1.9 / 1,000.
+    assert 1.0 / N_SAMPLES <= high <= 3.0 / N_SAMPLES
+
+
+def test_pseudo_samples_barely_move_large_shares(nnls, exact_classifier):
+    plain = intervals(nnls, exact_classifier, 0.0)[:2]
+    padded = intervals(nnls, exact_classifier, 0.5)[:2]
+    # A 90% interval of a share near 0.5 from 1,000 samples is about 0.05 wide.
+    assert np.abs(padded - plain).max() < 0.005
+    widths = np.diff(padded, axis=1) / np.diff(plain, axis=1)
+    assert np.all((0.8 < widths) & (widths < 1.25))
+
+
+def test_negative_pseudo_samples_are_rejected():
+    with pytest.raises(ValidationError, match="pseudo_samples"):
+        BootstrapConfig(pseudo_samples=-1)
