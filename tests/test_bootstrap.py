@@ -50,6 +50,16 @@ def test_pseudo_samples_open_the_interval_of_an_absent_domain(nnls, exact_classi
     assert 1.0 / N_SAMPLES <= high <= 3.0 / N_SAMPLES
 
 
+def test_pseudo_samples_count_on_top_of_the_samples(nnls, exact_classifier):
+    reference, samples = exact_classifier
+    _, estimates = bootstrap_intervals(nnls, reference, samples, 400, 0.9, 0, pseudo_samples=0.5)
+    counts = estimates[:, 2] * N_SAMPLES
+    # With C = I, a resample's share of the absent domain is its pseudo-sample count over n.
+    assert np.allclose(counts, np.round(counts))
+    assert abs(counts.mean() - 0.5) < 0.15
+    assert np.all(estimates.sum(axis=1) >= 1.0 - 1e-12)
+
+
 def test_pseudo_samples_barely_move_large_shares(nnls, exact_classifier):
     plain = intervals(nnls, exact_classifier, 0.0)[:2]
     padded = intervals(nnls, exact_classifier, 0.5)[:2]
