@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 
 from llmsurgeon_core import ReferencePredictions, load_registry
-from llmsurgeon_core.estimation import bootstrap_intervals
+from llmsurgeon_core.estimation import bootstrap_intervals, solve_once
 
 # Shares by size, for coverage per bin: near zero, small, medium, large.
 SHARE_BINS = [0.0, 0.005, 0.02, 0.05, 1.0]
@@ -53,6 +53,7 @@ def coverage(
         mixture = rng.dirichlet(np.full(k, args.mixture_concentration))
         sample_labels = rng.choice(k, args.samples, p=mixture)
         samples = draw_posteriors(sample_labels, confusion, args.concentration, rng)
+        estimate, _ = solve_once(solver, reference, samples, k)
         interval, _ = bootstrap_intervals(
             solver,
             reference,
@@ -61,6 +62,7 @@ def coverage(
             args.level,
             trial,
             pseudo_samples=pseudo_samples,
+            estimate=estimate,
         )
         inside.append((interval[:, 0] <= mixture) & (mixture <= interval[:, 1]))
         shares.append(mixture)

@@ -288,7 +288,13 @@ def protocol(
             estimates[name], _ = solve_once(method, reference, samples, k)
             if trial < n_coverage:
                 interval, _ = bootstrap_intervals(
-                    method, reference, samples, n_resamples, level, seed + trial
+                    method,
+                    reference,
+                    samples,
+                    n_resamples,
+                    level,
+                    seed + trial,
+                    estimate=estimates[name],
                 )
                 covered[name] += list((interval[:, 0] <= mixture) & (mixture <= interval[:, 1]))
         if trial < n_coverage:
@@ -319,6 +325,7 @@ def protocol(
         coverage = small_coverage = None
         if covered.get(name):
             coverage = 100 * np.mean(covered[name])
+        if covered.get(name) and small.any():
             small_coverage = 100 * np.mean(np.array(covered[name])[small])
         ratio = np.sqrt(np.mean(squared[name]) / np.mean(bounds))
         rows.append(

@@ -104,10 +104,13 @@ class BootstrapConfig(_Strict):
     pseudo_samples: float = Field(
         0.5,
         ge=0,
+        le=10,
+        allow_inf_nan=False,
         description=(
             "Mean number of each domain's reference predictions added to the target samples "
             "of every resample (a Poisson count). They keep the interval of a domain with few "
-            "or no samples from shrinking onto its estimate; 0 leaves them out."
+            "or no samples from shrinking onto its estimate, and raise every share of a "
+            "resample by pseudo_samples / n for n samples. 0 leaves them out."
         ),
     )
 

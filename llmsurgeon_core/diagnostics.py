@@ -149,7 +149,9 @@ def wide_interval_notes(
 
     NOTE: the width shrinks as ``1 / sqrt(n)`` only while the noise of the
     samples dominates. The calibration's noise does not shrink with more
-    samples, so the suggested count is a lower estimate.
+    samples, so the suggested count is then a lower estimate. The interval
+    of a share near 0, which the bootstrap's pseudo-samples set, narrows as
+    ``1 / n``, so for it the count is an overestimate.
     """
     notes = []
     for domain, share, (low, high) in zip(domains, mixture, interval):

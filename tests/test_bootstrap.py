@@ -69,6 +69,27 @@ def test_pseudo_samples_barely_move_large_shares(nnls, exact_classifier):
     assert np.all((0.8 < widths) & (widths < 1.25))
 
 
-def test_negative_pseudo_samples_are_rejected():
+def test_interval_contains_the_given_estimate(nnls, exact_classifier):
+    reference, samples = exact_classifier
+    # A point estimate below every resample of domain 2, as a floored solver can give.
+    estimate = np.array([0.6, 0.4, 0.0])
+    unwidened, _ = bootstrap_intervals(nnls, reference, samples, 50, 0.2, 0, pseudo_samples=5.0)
+    interval, _ = bootstrap_intervals(
+        nnls, reference, samples, 50, 0.2, 0, pseudo_samples=5.0, estimate=estimate
+    )
+    assert unwidened[2, 0] > estimate[2]
+    assert np.all(interval[:, 0] <= estimate)
+    assert np.all(estimate <= interval[:, 1])
+
+
+@pytest.mark.parametrize("value", [-1, 11, float("inf"), float("nan")])
+def test_config_rejects_invalid_pseudo_samples(value):
     with pytest.raises(ValidationError, match="pseudo_samples"):
-        BootstrapConfig(pseudo_samples=-1)
+        BootstrapConfig(pseudo_samples=value)
+
+
+@pytest.mark.parametrize("value", [-0.5, float("inf")])
+def test_bootstrap_rejects_invalid_pseudo_samples(nnls, exact_classifier, value):
+    reference, samples = exact_classifier
+    with pytest.raises(ValueError, match="pseudo_samples must be a finite number"):
+        bootstrap_intervals(nnls, reference, samples, 2, 0.9, 0, pseudo_samples=value)
