@@ -243,6 +243,10 @@ def simulate_widths(
     domain, and resamples the reference chunks within each domain to rebuild
     ``C``, as the audit's bootstrap does. So the widths include the
     calibration's noise, which does not shrink with more samples.
+
+    NOTE: the simulation adds no pseudo-samples. For a share near 0 its
+    width can be below that of an audit's 90% interval, which is about
+    ``2 / n`` wide there at the default ``bootstrap.pseudo_samples``.
     """
     mixture = _check_mixture(calibration, mixture)
     rng = np.random.default_rng(seed)

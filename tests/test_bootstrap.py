@@ -39,11 +39,11 @@ def intervals(solver, data, pseudo_samples: float) -> np.ndarray:
     return interval
 
 
-def test_without_pseudo_samples_an_absent_domain_gets_a_point(nnls, exact_classifier):
+def test_absent_domain_interval_without_pseudo_samples(nnls, exact_classifier):
     assert intervals(nnls, exact_classifier, 0.0)[2].tolist() == [0.0, 0.0]
 
 
-def test_pseudo_samples_open_the_interval_of_an_absent_domain(nnls, exact_classifier):
+def test_absent_domain_interval_with_pseudo_samples(nnls, exact_classifier):
     low, high = intervals(nnls, exact_classifier, 0.5)[2]
     assert low == 0.0
     # Jeffreys' 95% upper bound for 0 successes in 1,000 trials is 1.9 / 1,000.
