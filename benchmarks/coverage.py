@@ -87,7 +87,7 @@ def main() -> None:
         "--mixture-concentration",
         type=float,
         default=1.0,
-        help="Dirichlet parameter of the mixtures; below 1 gives mixtures with many tiny shares.",
+        help="Dirichlet parameter of the mixtures. Values below 1 give many tiny shares.",
     )
     parser.add_argument(
         "--pseudo-samples",

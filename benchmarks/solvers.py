@@ -46,9 +46,9 @@ OURS = {
     "rlls": ("rlls", {}),
 }
 # The QuaPy method that each of ours is checked against, on every mixture.
+AGREES_WITH = {"nnls": "PACC", "cvxpy": "PACC", "kdey": "KDEy", "em-bbse none": "EMQ"}
 # Coverage is also reported for the true shares below this one.
 SMALL_SHARE = 0.02
-AGREES_WITH = {"nnls": "PACC", "cvxpy": "PACC", "kdey": "KDEy", "em-bbse none": "EMQ"}
 PACKAGES = [
     "numpy",
     "scipy",
@@ -205,9 +205,9 @@ def draw_trial(
     the samples come from the rest, so both sides draw on the same documents.
     With ``spread``, a domain's samples take one chunk from each of its
     documents before a second from any. A target's samples are independent
-    draws, so several chunks of one document in a sample would make the
-    samples more alike than a target's, and the bootstrap, which resamples
-    them one by one, would understate their noise.
+    draws. Several chunks of one document would make a sample more alike
+    than a target's, and the bootstrap, which resamples chunks one by one,
+    would understate its noise.
     A domain whose share needs more chunks than it has left is drawn with
     replacement; the count of such domains is returned.
 
@@ -242,9 +242,9 @@ def occurrence(values: np.ndarray) -> np.ndarray:
     ordered = values[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ranks = np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))
-    counts = np.empty(len(values), dtype=np.int64)
-    counts[order] = ranks
-    return counts
+    occurrences = np.empty(len(values), dtype=np.int64)
+    occurrences[order] = ranks
+    return occurrences
 
 
 def bound_trace(pool_probs, pool_labels, priors, mixture, n) -> float:
@@ -324,9 +324,10 @@ def protocol(
     for name in errors:
         coverage = small_coverage = None
         if covered.get(name):
-            coverage = 100 * np.mean(covered[name])
-        if covered.get(name) and small.any():
-            small_coverage = 100 * np.mean(np.array(covered[name])[small])
+            inside = np.array(covered[name])
+            coverage = 100 * inside.mean()
+            if small.any():
+                small_coverage = 100 * inside[small].mean()
         ratio = np.sqrt(np.mean(squared[name]) / np.mean(bounds))
         rows.append(
             (name, np.mean(errors[name]), np.mean(overlaps[name]), coverage, small_coverage, ratio)

@@ -95,6 +95,11 @@ class CalibrateConfig(_Strict):
     )
 
 
+# Mean number of each domain's reference predictions that a bootstrap resample
+# adds to the target samples: the half count of Jeffreys' prior.
+PSEUDO_SAMPLES = 0.5
+
+
 class BootstrapConfig(_Strict):
     """Percentile bootstrap over target samples and calibration predictions."""
 
@@ -102,7 +107,7 @@ class BootstrapConfig(_Strict):
     level: float = Field(0.9, gt=0, lt=1, description="Coverage of the reported intervals.")
     seed: int = Field(0, description="Seed of the resampling.")
     pseudo_samples: float = Field(
-        0.5,
+        PSEUDO_SAMPLES,
         ge=0,
         le=10,
         allow_inf_nan=False,

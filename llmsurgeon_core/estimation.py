@@ -12,6 +12,7 @@ import numpy as np
 
 from .calibration import Calibration, soft_confusion
 from .components import ReferencePredictions, Solver
+from .config import PSEUDO_SAMPLES
 from .diagnostics import (
     cramer_rao_std,
     diagnose,
@@ -35,9 +36,6 @@ logger = logging.getLogger(__name__)
 
 # Below this many samples per domain, the percentile bootstrap understates the error.
 MIN_SAMPLES_PER_DOMAIN = 20
-# Mean number of each domain's reference predictions that a bootstrap resample
-# adds to the target samples: the half count of Jeffreys' prior.
-PSEUDO_SAMPLES = 0.5
 
 
 @dataclass
@@ -154,22 +152,21 @@ def bootstrap_intervals(
     samples varies little between resamples, and its interval shrinks around
     an estimate near 0, as a Wald interval of a binomial with few successes
     does. The extra rows play the part of the half count that Jeffreys' prior
-    adds to each class of a multinomial. The resample's shares are then
-    multiplied by ``(n + m) / n``, which makes them shares of the ``n`` target
-    samples: a domain's estimated count plus its pseudo-samples, over ``n``.
-    Unscaled, the extra rows would pull every large share down by about
-    ``m / n``, 4% of it at K = 87 and 1,000 samples. Scaled, they raise every
-    share by ``pseudo_samples / n`` on average, 0.05 points at the defaults
-    and 1,000 samples. Unlike the posterior mean under Jeffreys' prior, the
-    scaled shares of a resample sum to ``(n + m) / n``, not 1. With ``benchmarks/coverage.py``
-    at K = 24 and 1,000 samples, the coverage of 90% intervals of shares
-    below 0.5% rose from 84% to 90%, and that of larger shares was 88% to
-    90%.
+    adds to each class of a multinomial.
 
-    The returned estimates are clipped to [0, 1], and a row of them can sum
-    to more than 1. Where ``estimate`` is given, each interval is widened to
-    contain it, because the rescaling can lift the interval of a share near
-    0 above its estimate.
+    The resample's shares are then multiplied by ``(n + m) / n``: a domain's
+    estimated count plus its pseudo-samples, over ``n``. Unscaled, the extra
+    rows would pull every large share down by about ``m / n`` of its value,
+    4% at K = 87 and 1,000 samples. Scaled, they raise every share by
+    ``pseudo_samples / n`` on average (0.05 points at the defaults and 1,000
+    samples), and a resample's shares sum to ``(n + m) / n``, not 1. In
+    ``benchmarks/coverage.py`` at K = 24 and 1,000 samples, the coverage of
+    90% intervals of shares below 0.5% rose from 84% to 90%, and that of
+    larger shares was 88% to 90%.
+
+    The returned estimates are clipped to [0, 1]. Where ``estimate`` is
+    given, each interval is widened to contain it, because the rescaling can
+    lift the interval of a share near 0 above its estimate.
 
     Raises:
         ValueError: if ``pseudo_samples`` is negative or not finite.

@@ -504,8 +504,8 @@ class Run:
     def check_samples_exist(self) -> None:
         """Raise ``RunDirectoryError`` if the run has no samples file.
 
-        ``estimate`` calls it before taking the run directory's lock, so that
-        a mistyped run directory is not created.
+        Call it before taking the run directory's lock, so that estimating
+        from a mistyped run directory does not create that directory.
         """
         path = self.run_dir / SAMPLES_FILE
         if not path.is_file():

@@ -50,7 +50,7 @@ def test_absent_domain_interval_with_pseudo_samples(nnls, exact_classifier):
     assert 1.0 / N_SAMPLES <= high <= 3.0 / N_SAMPLES
 
 
-def test_pseudo_samples_count_on_top_of_the_samples(nnls, exact_classifier):
+def test_pseudo_samples_add_to_counts(nnls, exact_classifier):
     reference, samples = exact_classifier
     _, estimates = bootstrap_intervals(nnls, reference, samples, 400, 0.9, 0, pseudo_samples=0.5)
     counts = estimates[:, 2] * N_SAMPLES
